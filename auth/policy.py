@@ -1,0 +1,131 @@
+"""The one place that decides who may: effective permissions per account (DESIGN §1).
+
+    effective(U, A) = direct(U, A) ∪ ⋃ over groups G containing A: direct(U, head(G)) ∩ scope(G.kind)
+
+``compute_effective`` is the rule as a pure function; ``load_access`` fetches what it needs for
+one principal in two statements, once per request, and returns an ``AccessMap`` that answers
+every later check from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import literal, null, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from auth.errors import PermissionDenied
+from auth.permissions import ALL, LINK_SCOPES, NONE, STAFF_PERMISSIONS, Permission, Permissions, parse_permissions
+from auth.principals import Principal
+from models.accounts import Account, Membership
+from models.links import LinkKind, LinkMember
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembership:
+    """Account ``member_id`` stands in a group of ``kind`` headed by ``head_id``."""
+
+    kind: LinkKind
+    head_id: int
+    member_id: int
+
+
+def compute_effective(
+    direct: Mapping[int, Permissions], memberships: Iterable[GroupMembership]
+) -> dict[int, Permissions]:
+    effective = {account_id: perms for account_id, perms in direct.items() if perms}
+    for link in memberships:
+        flowing = direct.get(link.head_id, NONE) & LINK_SCOPES[link.kind]
+        if flowing and link.member_id != link.head_id:
+            effective[link.member_id] = effective.get(link.member_id, NONE) | flowing
+    return effective
+
+
+@dataclass(frozen=True)
+class AccessMap:
+    """A principal's effective permissions on every account, resolved once per request."""
+
+    by_account: Mapping[int, Permissions] = field(default_factory=dict)
+    owned: frozenset[int] = frozenset()
+    staff_permissions: Permissions = NONE
+
+    def permissions_on(self, account_id: int) -> Permissions:
+        return self.by_account.get(account_id, NONE) | self.staff_permissions
+
+    def has(self, account_id: int, permission: Permission) -> bool:
+        return permission in self.staff_permissions or permission in self.by_account.get(
+            account_id, NONE
+        )
+
+    def can_see(self, account_id: int) -> bool:
+        """An account is visible when the principal holds any permission on it."""
+        return bool(self.staff_permissions) or bool(self.by_account.get(account_id))
+
+    def is_owner(self, account_id: int) -> bool:
+        return account_id in self.owned
+
+    @property
+    def sees_every_account(self) -> bool:
+        return bool(self.staff_permissions)
+
+    @property
+    def visible_account_ids(self) -> frozenset[int]:
+        """The customer-side visible accounts (staff see every account besides these)."""
+        return frozenset(self.by_account)
+
+    def require(self, account_id: int, permission: Permission) -> None:
+        """For argument-dependent checks in mutations: the same rule as ``@requires``."""
+        if not self.has(account_id, permission):
+            raise PermissionDenied(
+                f"You need the {permission.value} permission on this account.",
+                permission=permission.value,
+            )
+
+
+ANONYMOUS_ACCESS = AccessMap()
+
+
+async def load_access(session: AsyncSession, principal: Principal | None) -> AccessMap:
+    if principal is None:
+        return ANONYMOUS_ACCESS
+    direct = await _load_direct(session, principal.user_id)
+    links = await _load_group_memberships(session, direct.keys())
+    owned = frozenset(account_id for account_id, perms in direct.items() if perms is ALL)
+    staff = STAFF_PERMISSIONS[principal.staff_role] if principal.staff_role else NONE
+    return AccessMap(compute_effective(direct, links), owned, staff)
+
+
+async def _load_direct(session: AsyncSession, user_id: int) -> dict[int, Permissions]:
+    # The membership select comes first: the union takes its column types (JSON permissions).
+    member = select(
+        Membership.account_id, Membership.permissions, literal(False).label("is_owner")
+    ).where(Membership.user_id == user_id)
+    owned = select(Account.id, null(), literal(True)).where(Account.owner_id == user_id)
+    direct: dict[int, Permissions] = {}
+    for account_id, names, is_owner in (await session.execute(union_all(member, owned))).all():
+        # The owner holds every permission; a membership row never restricts an owner.
+        if is_owner or direct.get(account_id) is ALL:
+            direct[account_id] = ALL
+        else:
+            direct[account_id] = parse_permissions(names)
+    return direct
+
+
+async def _load_group_memberships(
+    session: AsyncSession, head_candidates: Iterable[int]
+) -> list[GroupMembership]:
+    """Members of every group headed by an account the user holds direct rights on."""
+    candidates = list(head_candidates)
+    if not candidates:
+        return []
+    head = aliased(LinkMember)
+    member = aliased(LinkMember)
+    statement = (
+        select(head.kind, head.account_id, member.account_id)
+        .join(member, member.group_id == head.group_id)
+        .where(head.is_head, head.account_id.in_(candidates), member.account_id != head.account_id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [GroupMembership(kind, head_id, member_id) for kind, head_id, member_id in rows]

@@ -1,0 +1,5 @@
+import sys
+
+from linkgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""The ``linkgate`` command: serve, db upgrade, export-schema, create-staff."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from linkgate.settings import Settings, get_settings
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        messages = "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in error.errors())
+        raise SystemExit(f"linkgate: configuration error: {messages}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.demo:
+        # Environment, not arguments: every uvicorn worker process reads the same settings.
+        os.environ["LINKGATE_DEMO"] = "true"
+        get_settings.cache_clear()
+    settings = _settings()
+    _upgrade(settings)
+    if settings.demo:
+        from linkgate.demo import DEMO_LOGINS, DEMO_PASSWORD
+
+        created = asyncio.run(_seed_demo(settings))
+        print("Demo data", "seeded." if created else "already present, re-used.")
+        print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+        for email, who in DEMO_LOGINS:
+            print(f"  {email:<28} {who}")
+    where = f"http://{args.host}:{args.port}/graphql"
+    print(f"GraphiQL: {where}" if settings.graphiql else f"GraphQL endpoint: {where}", flush=True)
+    uvicorn.run(
+        "linkgate.asgi:app", host=args.host, port=args.port, workers=args.workers,
+        log_level="info", proxy_headers=False,
+    )
+    return 0
+
+
+def _upgrade(settings: Settings) -> None:
+    from linkgate.migrations import upgrade_database
+
+    upgrade_database(settings.database_url)
+
+
+async def _seed_demo(settings: Settings) -> bool:
+    from linkgate.demo import seed_demo
+    from models.database import create_engine, create_session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            created = await seed_demo(session)
+            await session.commit()
+            return created
+    finally:
+        await engine.dispose()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _upgrade(settings)
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from schema import print_schema_sdl
+
+    sdl = print_schema_sdl()
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl, encoding="utf-8")
+        print(f"Wrote {args.output}")
+    return 0
+
+
+def cmd_create_staff(args: argparse.Namespace) -> int:
+    from resolvers.staff import StaffExists, create_staff
+
+    settings = _settings()
+    password = os.environ.get("LINKGATE_STAFF_PASSWORD") or getpass.getpass("Password: ")
+    if len(password) < 8:
+        raise SystemExit("linkgate: the password must be at least 8 characters long")
+
+    async def run() -> None:
+        from models.database import create_engine, create_session_factory
+        from models.users import StaffRole
+
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                await create_staff(
+                    session, email=args.email, name=args.name,
+                    role=StaffRole(args.role), password=password,
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except StaffExists as error:
+        raise SystemExit(f"linkgate: {error}") from None
+    print(f"Created {args.role} staff user {args.email}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linkgate", description="Linkgate GraphQL gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (uvicorn)")
+    serve.add_argument("--demo", action="store_true", help="migrate, seed the demo and serve it")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=cmd_serve)
+
+    db = commands.add_parser("db", help="database commands")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    export = commands.add_parser("export-schema", help="write the SDL (schema.graphql)")
+    export.add_argument("--output", "-o", default="schema.graphql", help="a path, or - for stdout")
+    export.set_defaults(handler=cmd_export_schema)
+
+    staff = commands.add_parser(
+        "create-staff",
+        help="create an internal staff user (password from LINKGATE_STAFF_PASSWORD or a prompt)",
+    )
+    staff.add_argument("--email", required=True)
+    staff.add_argument("--name", required=True)
+    staff.add_argument("--role", required=True, choices=["SUPPORT", "BILLING", "ADMIN"])
+    staff.set_defaults(handler=cmd_create_staff)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

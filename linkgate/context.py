@@ -1,0 +1,55 @@
+"""Builds the per-request ``Context``: session, principal, permissions, loaders."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from auth.policy import load_access
+from auth.principals import Principal, authenticate
+from auth.throttle import ThrottleSettings
+from auth.tokens import TokenSettings
+from linkgate.settings import Settings
+from resolvers.loaders import Loaders
+from schema.context import Context
+
+
+def bearer_token(connection: HTTPConnection) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def token_settings(settings: Settings) -> TokenSettings:
+    return TokenSettings(
+        secret=settings.signing_key, issuer=settings.token_issuer, ttl=settings.token_ttl
+    )
+
+
+async def build_context(
+    connection: HTTPConnection, session: AsyncSession, settings: Settings
+) -> Context:
+    """Raises ``Unauthenticated`` for a token that is present but bad, expired or revoked."""
+    tokens = token_settings(settings)
+    token = bearer_token(connection)
+    principal: Principal | None = None
+    if token is not None:
+        principal = await authenticate(session, token, tokens)
+    return Context(
+        session=session,
+        principal=principal,
+        access=await load_access(session, principal),
+        loaders=Loaders(session),
+        tokens=tokens,
+        throttle=ThrottleSettings(
+            max_failures=settings.login_max_failures,
+            window=timedelta(seconds=settings.login_window_seconds),
+        ),
+        client_address=connection.client.host if connection.client else "unknown",
+        request_id=connection.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
+    )

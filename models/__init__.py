@@ -1,0 +1,23 @@
+"""Storage: SQLAlchemy 2.0 typed models. Importing this package registers every table."""
+
+from models.accounts import Account, AccountStatus, Membership
+from models.audit import AuditEvent
+from models.base import Base
+from models.billing import Charge, ChargeKind, Invoice, InvoiceLine, InvoiceStatus
+from models.contacts import Contact, EmailPreference
+from models.credits import CreditLedgerEntry, IdempotencyRecord, LedgerEntryKind, LowCreditReminder
+from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
+from models.notifications import Notification
+from models.services import Service, ServiceStatus
+from models.throttle import ThrottleBucket
+from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
+from models.users import StaffRole, User
+
+__all__ = [
+    "Account", "AccountStatus", "AuditEvent", "AuthorKind", "Base", "Charge", "ChargeKind",
+    "Contact", "CreditLedgerEntry", "Department", "EmailPreference", "IdempotencyRecord",
+    "Invoice", "InvoiceLine", "InvoiceStatus", "LedgerEntryKind", "LinkGroup", "LinkKind",
+    "LinkMember", "LinkMethod", "LowCreditReminder", "Membership", "Notification", "Service",
+    "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketMessage", "TicketStatus",
+    "User",
+]

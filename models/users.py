@@ -1,0 +1,28 @@
+"""Logins: customers and internal staff."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, CreatedAtMixin, IdMixin, enum_column
+
+
+class StaffRole(enum.Enum):
+    SUPPORT = "SUPPORT"
+    BILLING = "BILLING"
+    ADMIN = "ADMIN"
+
+
+class User(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "users"
+
+    # Stored lower-cased so the unique index makes emails unique case-insensitively.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    staff_role: Mapped[StaffRole | None] = mapped_column(enum_column(StaffRole), nullable=True)
+    # Bumped on a password change: tokens carry it, so older tokens stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=1)

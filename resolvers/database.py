@@ -1,0 +1,49 @@
+"""The per-request session: one connection, used by one coroutine at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class RequestSession(AsyncSession):
+    """GraphQL resolves sibling fields concurrently, but a session must not be used
+    concurrently; this lock serialises the awaits so loaders and resolvers can share it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = asyncio.Lock()
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await super().execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await super().scalar(*args, **kwargs)
+
+    async def run_sync(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await super().run_sync(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await super().get(*args, **kwargs)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        async with self._lock:
+            await super().flush(*args, **kwargs)
+
+    async def commit(self) -> None:
+        async with self._lock:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        async with self._lock:
+            await super().rollback()
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        async with self._lock:
+            await super().refresh(*args, **kwargs)

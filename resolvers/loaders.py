@@ -1,0 +1,84 @@
+"""Per-request DataLoaders, one per relation, named by result and key.
+
+Every loader returns results in key order, ``None`` or ``[]`` for misses, and batches all
+keys requested in one tick into one statement.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiodataloader import DataLoader
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from models import (
+    Account, AuditEvent, Contact, CreditLedgerEntry, Invoice, InvoiceLine, LinkGroup, LinkMember,
+    LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
+)
+
+def _by_key(
+    session: AsyncSession, model: type[Any], column: InstrumentedAttribute[Any]
+) -> DataLoader:
+    """One row (or None) per key."""
+
+    async def load(keys: Sequence[Any]) -> list[Any]:
+        rows = (await session.scalars(select(model).where(column.in_(keys)))).all()
+        found = {getattr(row, column.key): row for row in rows}
+        return [found.get(key) for key in keys]
+
+    return DataLoader(load)
+
+
+def _many_by_key(
+    session: AsyncSession,
+    model: type[Any],
+    column: InstrumentedAttribute[Any],
+    order_by: Iterable[Any] = (),
+) -> DataLoader:
+    """A list of rows per key, in ``order_by`` order."""
+    ordering = list(order_by) or [model.id]
+
+    async def load(keys: Sequence[Any]) -> list[list[Any]]:
+        statement = select(model).where(column.in_(keys)).order_by(*ordering)
+        grouped: dict[Any, list[Any]] = defaultdict(list)
+        for row in (await session.scalars(statement)).all():
+            grouped[getattr(row, column.key)].append(row)
+        return [grouped.get(key, []) for key in keys]
+
+    return DataLoader(load)
+
+
+class Loaders:
+    """Built once per request by the context getter; never shared between requests."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.account_by_id = _by_key(session, Account, Account.id)
+        self.user_by_id = _by_key(session, User, User.id)
+        self.contact_by_id = _by_key(session, Contact, Contact.id)
+        self.service_by_id = _by_key(session, Service, Service.id)
+        self.invoice_by_id = _by_key(session, Invoice, Invoice.id)
+        self.ticket_by_id = _by_key(session, Ticket, Ticket.id)
+        self.ledger_entry_by_id = _by_key(session, CreditLedgerEntry, CreditLedgerEntry.id)
+        self.notification_by_id = _by_key(session, Notification, Notification.id)
+        self.audit_event_by_id = _by_key(session, AuditEvent, AuditEvent.id)
+        self.link_group_by_id = _by_key(session, LinkGroup, LinkGroup.id)
+        self.low_credit_reminder_by_account_id = _by_key(
+            session, LowCreditReminder, LowCreditReminder.account_id
+        )
+        self.link_places_by_account_id = _many_by_key(session, LinkMember, LinkMember.account_id)
+        self.link_members_by_group_id = _many_by_key(session, LinkMember, LinkMember.group_id)
+        self.services_by_account_id = _many_by_key(session, Service, Service.account_id)
+        self.contacts_by_account_id = _many_by_key(session, Contact, Contact.account_id)
+        self.memberships_by_account_id = _many_by_key(
+            session, Membership, Membership.account_id
+        )
+        self.invoice_lines_by_invoice_id = _many_by_key(
+            session, InvoiceLine, InvoiceLine.invoice_id
+        )
+        self.messages_by_ticket_id = _many_by_key(
+            session, TicketMessage, TicketMessage.ticket_id
+        )

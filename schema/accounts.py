@@ -1,0 +1,228 @@
+"""Accounts, memberships and the viewer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from auth.permissions import ALL, Permission, parse_permissions, sorted_permissions
+from models.accounts import Account as AccountRow
+from models.accounts import Membership as MembershipRow
+from resolvers import accounts as account_resolvers
+from resolvers import audit, credits, invoices, notifications, tickets
+from schema.audit import AuditEvent
+from schema.contacts import Contact
+from schema.credits import CreditLedgerEntry, LowCreditReminder
+from schema.directives import gated
+from schema.enums import AccountStatus, TicketStatus
+from schema.invoices import Invoice, InvoiceFilter
+from schema.notifications import Notification
+from schema.relay import Connection, Node
+from schema.services import Service
+from schema.tickets import Ticket
+from schema.users import User
+
+if TYPE_CHECKING:
+    from schema.links import LinkGroup
+
+P = Permission
+
+
+@strawberry.type(description="A user's rights on an account: the owner, or a sub-account.")
+class Membership:
+    is_owner: bool
+    permissions: list[Permission]
+    user_pk: strawberry.Private[int]
+    account_pk: strawberry.Private[int]
+
+    @strawberry.field
+    async def user(self, info: strawberry.Info) -> User:
+        return User.from_model(await info.context.loaders.user_by_id.load(self.user_pk))
+
+    @strawberry.field
+    async def account(self, info: strawberry.Info) -> Account:
+        return Account.from_model(await info.context.loaders.account_by_id.load(self.account_pk))
+
+    @classmethod
+    def owner_of(cls, account: AccountRow) -> Membership:
+        return cls(
+            is_owner=True, permissions=sorted_permissions(ALL),
+            user_pk=account.owner_id, account_pk=account.id,
+        )
+
+    @classmethod
+    def from_model(cls, row: MembershipRow) -> Membership:
+        return cls(
+            is_owner=False, permissions=sorted_permissions(parse_permissions(row.permissions)),
+            user_pk=row.user_id, account_pk=row.account_id,
+        )
+
+
+@strawberry.type(description="A billable customer account.")
+class Account(Node):
+    number: str
+    name: str
+    status: AccountStatus
+    owner_pk: strawberry.Private[int]
+    balance: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Your effective permissions here, so a client can hide what you may not use."
+    )
+    def viewer_permissions(self, info: strawberry.Info) -> list[Permission]:
+        return sorted_permissions(info.context.access.permissions_on(self.pk))
+
+    @strawberry.field
+    def viewer_is_owner(self, info: strawberry.Info) -> bool:
+        return info.context.access.is_owner(self.pk)
+
+    @strawberry.field(description="The groups this account is in, as head or member.")
+    async def link_groups(
+        self, info: strawberry.Info
+    ) -> list[Annotated[LinkGroup, strawberry.lazy("schema.links")]]:
+        from schema.links import load_link_group
+
+        places = await info.context.loaders.link_places_by_account_id.load(self.pk)
+        groups = [await load_link_group(info, place.group_id) for place in places]
+        return [group for group in groups if group is not None]
+
+    @gated(P.CREDITS_READ)
+    def credit_balance(self) -> int | None:
+        return self.balance
+
+    @gated(P.CREDITS_READ)
+    async def credit_ledger(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[CreditLedgerEntry] | None:
+        page = await credits.list_ledger_entries(
+            info.context.session, account_id=self.pk, first=first, after=after
+        )
+        return Connection.from_page(page, CreditLedgerEntry.from_model)
+
+    @gated(P.CREDITS_READ)
+    async def low_credit_reminder(self, info: strawberry.Info) -> LowCreditReminder | None:
+        row = await info.context.loaders.low_credit_reminder_by_account_id.load(self.pk)
+        return LowCreditReminder.from_model(row)
+
+    @gated(P.INVOICES_READ)
+    async def billing_contact(self, info: strawberry.Info) -> Contact | None:
+        contacts = await info.context.loaders.contacts_by_account_id.load(self.pk)
+        row = next((contact for contact in contacts if contact.is_billing_contact), None)
+        return None if row is None else Contact.from_model(row)
+
+    @gated(P.INVOICES_READ, description="Invoices this account pays, newest first.")
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: InvoiceFilter | None = None,
+    ) -> Connection[Invoice] | None:
+        page = await invoices.list_invoices(
+            info.context.session, account_id=self.pk, first=first, after=after,
+            filter=filter.to_values() if filter is not None else None,
+        )
+        return Connection.from_page(page, Invoice.from_model)
+
+    @gated(P.SERVICES_READ)
+    async def services(self, info: strawberry.Info) -> list[Service] | None:
+        rows = await info.context.loaders.services_by_account_id.load(self.pk)
+        return [Service.from_model(row) for row in rows]
+
+    @gated(P.TICKETS_READ, description="Every ticket of the account, newest first.")
+    async def tickets(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: TicketStatus | None = None,
+    ) -> Connection[Ticket] | None:
+        page = await tickets.list_tickets(
+            info.context.session, account_id=self.pk, first=first, after=after, status=status
+        )
+        return Connection.from_page(page, Ticket.from_model)
+
+    @gated(P.CONTACTS_READ)
+    async def contacts(self, info: strawberry.Info) -> list[Contact] | None:
+        rows = await info.context.loaders.contacts_by_account_id.load(self.pk)
+        return [Contact.from_model(row) for row in rows]
+
+    @gated(P.CONTACTS_MANAGE, description="The owner first, then every sub-account.")
+    async def members(self, info: strawberry.Info) -> list[Membership] | None:
+        account = await info.context.loaders.account_by_id.load(self.pk)
+        rows = await info.context.loaders.memberships_by_account_id.load(self.pk)
+        return [Membership.owner_of(account)] + [Membership.from_model(row) for row in rows]
+
+    @gated(P.EMAILS_READ, description="Emails sent about this account, newest first.")
+    async def notifications(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Notification] | None:
+        page = await notifications.list_notifications(
+            info.context.session, account_id=self.pk, first=first, after=after
+        )
+        return Connection.from_page(page, Notification.from_model)
+
+    @gated(P.AUDIT_READ, description="Changes made to this account, newest first.")
+    async def audit_log(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[AuditEvent] | None:
+        page = await audit.list_audit_events(
+            info.context.session, account_id=self.pk, first=first, after=after
+        )
+        return Connection.from_page(page, AuditEvent.from_model)
+
+    @classmethod
+    def from_model(cls, row: AccountRow) -> Account:
+        return cls(
+            pk=row.id, account_id=row.id, number=row.number, name=row.name, status=row.status,
+            owner_pk=row.owner_id, balance=row.credit_balance,
+        )
+
+
+@strawberry.type(description="The signed-in user and what it can reach.")
+class Viewer:
+    user_pk: strawberry.Private[int]
+
+    @strawberry.field
+    async def user(self, info: strawberry.Info) -> User:
+        return User.from_model(await info.context.loaders.user_by_id.load(self.user_pk))
+
+    @strawberry.field(description="Accounts you can see, by name; `search` matches name or number.")
+    async def accounts(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Connection[Account]:
+        page = await account_resolvers.list_accounts(
+            info.context.session, info.context.access, first=first, after=after, search=search
+        )
+        return Connection.from_page(page, Account.from_model)
+
+    @strawberry.field(description="One account you can see, by number; null otherwise.")
+    async def account(self, info: strawberry.Info, number: str) -> Account | None:
+        row = await account_resolvers.find_account_by_number(
+            info.context.session, info.context.access, number
+        )
+        return None if row is None else Account.from_model(row)
+
+
+async def visible_account(info: strawberry.Info, account_id: int) -> Account | None:
+    """An account reached through a relation: null (no error) when the viewer cannot see it."""
+    context = info.context
+    if context.enforce_permissions and not context.access.can_see(account_id):
+        return None
+    row = await context.loaders.account_by_id.load(account_id)
+    return None if row is None else Account.from_model(row)
+
+
+async def membership_of(info: strawberry.Info, *, account_id: int, user_id: int) -> Membership | None:
+    """The membership (owner included) of one user on one account, through the loaders."""
+    account = await info.context.loaders.account_by_id.load(account_id)
+    if account is not None and account.owner_id == user_id:
+        return Membership.owner_of(account)
+    rows = await info.context.loaders.memberships_by_account_id.load(account_id)
+    row = next((row for row in rows if row.user_id == user_id), None)
+    return None if row is None else Membership.from_model(row)

@@ -1,0 +1,31 @@
+"""What every resolver gets as ``info.context``: built once per request by the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import Info as StrawberryInfo
+
+from auth.policy import AccessMap
+from auth.principals import Principal
+from auth.tokens import TokenSettings
+from auth.throttle import ThrottleSettings
+from resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    session: AsyncSession
+    principal: Principal | None
+    access: AccessMap
+    loaders: Loaders
+    tokens: TokenSettings
+    throttle: ThrottleSettings
+    client_address: str = "unknown"
+    request_id: str = "-"
+    # Switched off only by the benchmark that measures what permission checks cost.
+    enforce_permissions: bool = field(default=True)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,122 @@
+"""Invoices and their lines."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from auth.permissions import Permission
+from models.billing import Invoice as InvoiceRow
+from models.billing import InvoiceLine as InvoiceLineRow
+from resolvers.invoices import InvoiceFilter as InvoiceFilterValues
+from schema.directives import Requires
+from schema.enums import InvoiceStatus
+from schema.money import Address, Money
+from schema.relay import Node
+
+if TYPE_CHECKING:
+    from schema.accounts import Account
+    from schema.links import LinkGroup
+
+
+@strawberry.input(description="Filters for `Account.invoices`; all optional, combined with AND.")
+class InvoiceFilter:
+    issued_from: datetime | None = strawberry.field(default=None, description="Inclusive.")
+    issued_to: datetime | None = strawberry.field(default=None, description="Exclusive.")
+    status: InvoiceStatus | None = None
+    number: str | None = strawberry.field(default=None, description="Part of the number.")
+
+    def to_values(self) -> InvoiceFilterValues:
+        return InvoiceFilterValues(
+            issued_from=self.issued_from, issued_to=self.issued_to,
+            status=self.status, number=self.number,
+        )
+
+
+@strawberry.type
+class InvoiceLine:
+    description: str
+    quantity: int
+    unit_price: Money
+    amount: Money
+    account_pk: strawberry.Private[int]
+
+    @strawberry.field(description="The account the charge came from; null if you cannot see it.")
+    async def account(
+        self, info: strawberry.Info
+    ) -> Annotated[Account, strawberry.lazy("schema.accounts")] | None:
+        from schema.accounts import visible_account
+
+        return await visible_account(info, self.account_pk)
+
+    @classmethod
+    def from_model(cls, row: InvoiceLineRow, currency: str) -> InvoiceLine:
+        return cls(
+            description=row.description, quantity=row.quantity,
+            unit_price=Money(amount=row.unit_price, currency=currency),
+            amount=Money(amount=row.amount, currency=currency), account_pk=row.account_id,
+        )
+
+
+@strawberry.type(directives=[Requires(permission=Permission.INVOICES_READ)])
+class Invoice(Node):
+    number: str
+    period_start: date
+    period_end: date
+    issued_at: datetime
+    due_at: datetime
+    status: InvoiceStatus
+    currency: str
+    subtotal: Money
+    tax: Money
+    total: Money
+    bill_to: Address
+    link_group_pk: strawberry.Private[int | None]
+
+    @strawberry.field(description="The paying account (the head account for a consolidated one).")
+    async def account(
+        self, info: strawberry.Info
+    ) -> Annotated[Account, strawberry.lazy("schema.accounts")]:
+        from schema.accounts import Account
+
+        row = await info.context.loaders.account_by_id.load(self.account_id)
+        return Account.from_model(row)
+
+    @strawberry.field(description="The BILLING group this invoice consolidates, if any.")
+    async def link_group(
+        self, info: strawberry.Info
+    ) -> Annotated[LinkGroup, strawberry.lazy("schema.links")] | None:
+        from schema.links import load_link_group
+
+        if self.link_group_pk is None:
+            return None
+        return await load_link_group(info, self.link_group_pk)
+
+    @strawberry.field
+    async def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
+        rows = await info.context.loaders.invoice_lines_by_invoice_id.load(self.pk)
+        return [InvoiceLine.from_model(row, self.currency) for row in rows]
+
+    @strawberry.field(description="Where the PDF can be downloaded.")
+    def download_url(self) -> str:
+        return f"/invoices/{self.number}.pdf"
+
+    @classmethod
+    def from_model(cls, row: InvoiceRow) -> Invoice:
+        def money(amount: int) -> Money:
+            return Money(amount=amount, currency=row.currency)
+
+        return cls(
+            pk=row.id, account_id=row.payer_account_id, number=row.number,
+            period_start=row.period_start, period_end=row.period_end, issued_at=row.issued_at,
+            due_at=row.due_at, status=row.status, currency=row.currency,
+            subtotal=money(row.subtotal), tax=money(row.tax), total=money(row.total),
+            bill_to=Address(
+                name=row.bill_to_name, line1=row.bill_to_line1, line2=row.bill_to_line2,
+                city=row.bill_to_city, postal_code=row.bill_to_postal_code,
+                country=row.bill_to_country,
+            ),
+            link_group_pk=row.link_group_id,
+        )

@@ -1,0 +1,83 @@
+"""Relay plumbing: the ``Node`` interface, opaque global IDs and keyset connections."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from auth.errors import BadInput
+from resolvers.pagination import Page
+
+NodeType = TypeVar("NodeType")
+
+
+def encode_global_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_global_id(global_id: str) -> tuple[str, int]:
+    """``(type name, primary key)``; a string that is not one of our IDs is bad input."""
+    try:
+        raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+        type_name, _, pk = raw.partition(":")
+        if not type_name.isidentifier() or not pk.isdigit() or len(pk) > 18:
+            raise ValueError(raw)
+        return type_name, int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadInput(f"`{global_id[:64]}` is not a valid ID.", field="id") from error
+
+
+@strawberry.interface(description="An object with a global, opaque ID.")
+class Node:
+    pk: strawberry.Private[int]
+    # The account whose permissions govern this object (DESIGN §2, the directive).
+    account_id: strawberry.Private[int]
+
+    @strawberry.field(description="The object's global ID.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_global_id(type(self).__name__, self.pk))
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeType]):
+    cursor: str
+    node: NodeType
+
+
+@strawberry.type
+class Connection(Generic[NodeType]):
+    edges: list[Edge[NodeType]]
+    page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Any]]
+
+    @strawberry.field(description="Rows in the whole list, across every page.")
+    async def total_count(self) -> int:
+        return int(await self._count())
+
+    @classmethod
+    def from_page(cls, page: Page[Any], convert: Callable[[Any], NodeType]) -> Connection[NodeType]:
+        edges = [
+            Edge(cursor=cursor, node=convert(row)) for row, cursor in zip(page.rows, page.cursors)
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.cursors[0] if page.cursors else None,
+                end_cursor=page.cursors[-1] if page.cursors else None,
+            ),
+            _count=page.count,
+        )
