@@ -107,12 +107,12 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
 
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
     ]
     if not settings.introspection:
-        extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     graphql = GraphQLEndpoint(build_schema(extensions), settings, sessions)
 
     async def readyz(request: Request) -> Response:

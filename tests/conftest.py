@@ -1,0 +1,172 @@
+"""Shared fixtures: one fresh, migrated, demo-seeded database per test run.
+
+The database is SQLite in a temporary folder, or, when ``LINKGATE_TEST_DATABASE_URL`` names a
+PostgreSQL server, a new database created on it for this run and dropped afterwards, so runs
+never see each other's rows. Tests that write use their own new users and accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from linkgate.app import create_app
+from linkgate.demo import DEMO_PASSWORD, seed_demo
+from linkgate.migrations import upgrade_database
+from linkgate.settings import Settings
+from models.database import create_engine, create_session_factory
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+PERSONAS = {
+    "olivia": "olivia@northwind.example",
+    "bill": "bill@northwind.example",
+    "dev": "dev@northwind.example",
+    "eve": "eve@contoso.example",
+    "agent": "agent@linkgate.example",
+    "finance": "finance@linkgate.example",
+}
+
+
+def _server_url() -> str | None:
+    return os.environ.get("LINKGATE_TEST_DATABASE_URL") or None
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A new database for this run, migrated to head (runs before the event loop starts)."""
+    server_url = _server_url()
+    if server_url is None:
+        path = Path(tmp_path_factory.mktemp("db")) / "linkgate.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        upgrade_database(url)
+        yield url
+        return
+    if not server_url.startswith("postgresql"):
+        raise RuntimeError("LINKGATE_TEST_DATABASE_URL must be a postgresql+asyncpg:// URL")
+    name = f"linkgate_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    async with create_session_factory(engine)() as session:
+        await seed_demo(session)
+        await session.commit()
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, secret_key=TEST_SECRET)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> Any:
+    return create_app(settings, engine=engine)
+
+
+@dataclass
+class GraphQLClient:
+    """Posts GraphQL over HTTP to the real Starlette app."""
+
+    http: httpx.AsyncClient
+
+    async def post(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        operation_name: str | None = None,
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        if operation_name is not None:
+            body["operationName"] = operation_name
+        return await self.http.post("/graphql", json=body, headers=headers)
+
+    async def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        response = await self.post(query, variables, token=token)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def login(self, email: str, password: str = DEMO_PASSWORD) -> str:
+        result = await self.execute(
+            "mutation($input: LoginInput!) { login(input: $input) { token userErrors { code } } }",
+            {"input": {"email": email, "password": password}},
+        )
+        token = result["data"]["login"]["token"]
+        assert token, result
+        return token
+
+
+def client_for(app: Any, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://linkgate.test")
+
+
+@pytest.fixture(scope="session")
+async def gql(app: Any) -> AsyncIterator[GraphQLClient]:
+    async with client_for(app) as http:
+        yield GraphQLClient(http)
+
+
+@pytest.fixture(scope="session")
+async def tokens(gql: GraphQLClient) -> dict[str, str]:
+    """A bearer token for each demo persona, signed in once per run over HTTP."""
+    return {persona: await gql.login(email) for persona, email in PERSONAS.items()}
+
+
+class StatementCounter:
+    """Counts SQL statements sent through an engine while active."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.sync_engine
+        self.statements: list[str] = []
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_statements(engine: AsyncEngine) -> Any:
+    return lambda: StatementCounter(engine)
