@@ -75,6 +75,12 @@ class AccessMap:
         """The customer-side visible accounts (staff see every account besides these)."""
         return frozenset(self.by_account)
 
+    def with_owned(self, account_id: int) -> AccessMap:
+        """The same map after the principal became the owner of ``account_id``."""
+        return AccessMap(
+            {**self.by_account, account_id: ALL}, self.owned | {account_id}, self.staff_permissions
+        )
+
     def require(self, account_id: int, permission: Permission) -> None:
         """For argument-dependent checks in mutations: the same rule as ``@requires``."""
         if not self.has(account_id, permission):

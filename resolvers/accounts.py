@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.enrollment import hash_enrollment_token, new_enrollment_token
 from auth.policy import AccessMap
 from models.accounts import Account
 from resolvers.pagination import Page, SortKey, paginate
@@ -54,3 +56,22 @@ async def find_account_by_number(
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def create_account(session: AsyncSession, *, owner_id: int, name: str) -> tuple[Account, str]:
+    """A new account owned by ``owner_id`` and its enrollment token (returned once, stored hashed)."""
+    token = new_enrollment_token()
+    for _attempt in range(10):
+        number = f"ACC-{secrets.randbelow(900_000) + 100_000}"
+        taken = await session.scalar(select(Account.id).where(Account.number == number))
+        if taken is None:
+            break
+    else:  # pragma: no cover - 10 collisions in 900,000 numbers
+        raise RuntimeError("could not find a free account number")
+    account = Account(
+        number=number, name=name, owner_id=owner_id,
+        enrollment_token_hash=hash_enrollment_token(token),
+    )
+    session.add(account)
+    await session.flush()
+    return account, token

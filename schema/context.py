@@ -27,5 +27,9 @@ class Context:
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)
 
+    def grant_ownership(self, account_id: int) -> None:
+        """After a mutation creates an account, later fields see it as its owner would."""
+        self.access = self.access.with_owned(account_id)
+
 
 Info = StrawberryInfo[Context, None]

@@ -1,0 +1,60 @@
+"""Checks on user input that come back as ``userErrors``: one function per kind of value."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from resolvers.user_errors import UserError
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+MAX_ACCOUNT_NAME = 50
+MAX_PERSON_NAME = 100
+
+
+def clean_email(value: str, field: str = "email") -> str | UserError:
+    """The normalised (lower-cased) address, or why it is not one."""
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        return UserError(message=str(error), code="INVALID_EMAIL", field=[field])
+    return checked.normalized.lower()
+
+
+def clean_password(value: str, field: str = "password") -> str | UserError:
+    if len(value) < MIN_PASSWORD_LENGTH:
+        return UserError(
+            message=f"Use at least {MIN_PASSWORD_LENGTH} characters.", code="PASSWORD_TOO_SHORT",
+            field=[field],
+        )
+    if len(value) > MAX_PASSWORD_LENGTH:
+        return UserError(
+            message=f"Use at most {MAX_PASSWORD_LENGTH} characters.", code="PASSWORD_TOO_LONG",
+            field=[field],
+        )
+    return value
+
+
+def clean_account_name(value: str, field: str = "name") -> str | UserError:
+    """1–50 characters after trimming (DESIGN §1)."""
+    name = " ".join(value.split())
+    if not name:
+        return UserError(message="The name cannot be empty.", code="NAME_EMPTY", field=[field])
+    if len(name) > MAX_ACCOUNT_NAME:
+        return UserError(
+            message=f"The name is over {MAX_ACCOUNT_NAME} characters.", code="NAME_TOO_LONG",
+            field=[field],
+        )
+    return name
+
+
+def clean_person_name(value: str, field: str = "name") -> str | UserError:
+    name = " ".join(value.split())
+    if not name:
+        return UserError(message="The name cannot be empty.", code="NAME_EMPTY", field=[field])
+    if len(name) > MAX_PERSON_NAME:
+        return UserError(
+            message=f"The name is over {MAX_PERSON_NAME} characters.", code="NAME_TOO_LONG",
+            field=[field],
+        )
+    return name
