@@ -89,32 +89,33 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_create_staff(args: argparse.Namespace) -> int:
-    from resolvers.staff import StaffExists, create_staff
+    from resolvers.staff import StaffNotCreated, create_staff
 
     settings = _settings()
     password = os.environ.get("LINKGATE_STAFF_PASSWORD") or getpass.getpass("Password: ")
     if len(password) < 8:
         raise SystemExit("linkgate: the password must be at least 8 characters long")
 
-    async def run() -> None:
+    async def run() -> str:
         from models.database import create_engine, create_session_factory
         from models.users import StaffRole
 
         engine = create_engine(settings.database_url)
         try:
             async with create_session_factory(engine)() as session:
-                await create_staff(
+                user = await create_staff(
                     session, email=args.email, name=args.name,
                     role=StaffRole(args.role), password=password,
                 )
+                return user.email
         finally:
             await engine.dispose()
 
     try:
-        asyncio.run(run())
-    except StaffExists as error:
+        email = asyncio.run(run())
+    except StaffNotCreated as error:
         raise SystemExit(f"linkgate: {error}") from None
-    print(f"Created {args.role} staff user {args.email}")
+    print(f"Created {args.role} staff user {email}")
     return 0
 
 

@@ -7,19 +7,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passwords import hash_password
 from models.users import StaffRole, User
-from resolvers.sign_in import normalize_email
+from resolvers.user_errors import UserError
+from resolvers.validation import clean_email
 
 
-class StaffExists(Exception):
-    pass
+class StaffNotCreated(Exception):
+    """The email is taken or is not an email: nothing was created."""
 
 
 async def create_staff(
     session: AsyncSession, *, email: str, name: str, role: StaffRole, password: str
 ) -> User:
-    email = normalize_email(email)
+    checked = clean_email(email)
+    if isinstance(checked, UserError):
+        raise StaffNotCreated(checked.message)
+    email = checked
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise StaffExists(f"a user with the email {email} already exists")
+        raise StaffNotCreated(f"a user with the email {email} already exists")
     user = User(email=email, name=name.strip(), password_hash=hash_password(password), staff_role=role)
     session.add(user)
     await session.commit()

@@ -1,0 +1,138 @@
+"""The `linkgate` command, run as a newcomer would: in a subprocess, from an empty folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from models import Base
+from schema import print_schema_sdl
+from tests.conftest import TEST_SECRET, _admin
+
+LINKGATE = [sys.executable, "-m", "linkgate"]
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("LINKGATE_")}
+    environment.update(env)
+    return subprocess.run(
+        LINKGATE + args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the kind this run tests (SQLite, or a new PostgreSQL database)."""
+    server = os.environ.get("LINKGATE_TEST_DATABASE_URL", "")
+    if not server.startswith("postgresql"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+        return
+    name = f"linkgate_cli_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _tables(url: str) -> set[str]:
+    async def read() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_db_upgrade_creates_the_whole_schema(tmp_path: Path, empty_database: str) -> None:
+    result = run(["db", "upgrade"], tmp_path, LINKGATE_DATABASE_URL=empty_database, LINKGATE_SECRET_KEY=TEST_SECRET)
+    assert result.returncode == 0, result.stderr
+    assert set(Base.metadata.tables) <= _tables(empty_database)
+    again = run(["db", "upgrade"], tmp_path, LINKGATE_DATABASE_URL=empty_database, LINKGATE_SECRET_KEY=TEST_SECRET)
+    assert again.returncode == 0, again.stderr
+
+
+def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
+    result = run(["export-schema", "--output", "out.graphql"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.graphql").read_text(encoding="utf-8") == print_schema_sdl()
+
+
+def test_missing_secret_key_is_a_clear_error(tmp_path: Path) -> None:
+    result = run(["db", "upgrade"], tmp_path)
+    assert result.returncode != 0
+    assert "LINKGATE_SECRET_KEY is required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_create_staff(tmp_path: Path, empty_database: str) -> None:
+    env = {
+        "LINKGATE_DATABASE_URL": empty_database, "LINKGATE_SECRET_KEY": TEST_SECRET,
+        "LINKGATE_STAFF_PASSWORD": "staff-password-1",
+    }
+    assert run(["db", "upgrade"], tmp_path, **env).returncode == 0
+    created = run(["create-staff", "--email", "Root@Linkgate.example", "--name", "Root", "--role", "ADMIN"], tmp_path, **env)
+    assert created.returncode == 0, created.stderr
+    assert "root@linkgate.example" in created.stdout
+    duplicate = run(["create-staff", "--email", "root@linkgate.example", "--name", "Root", "--role", "ADMIN"], tmp_path, **env)
+    assert duplicate.returncode != 0
+    assert "already exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_demo_from_an_empty_folder(tmp_path: Path) -> None:
+    """The README's demo: migrates a SQLite file, seeds, prints the logins, serves GraphiQL."""
+    port = _free_port()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("LINKGATE_")}
+    server = subprocess.Popen(
+        LINKGATE + ["serve", "--demo", "--port", str(port)], cwd=tmp_path, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, "the demo server exited early"
+            assert time.monotonic() < deadline, "the demo server did not come up"
+            time.sleep(0.3)
+        assert "graphiql" in httpx.get(f"{base}/graphql", headers={"accept": "text/html"}).text.lower()
+        login = httpx.post(f"{base}/graphql", json={"query": 'mutation { login(input: {email: "olivia@northwind.example", password: "demo-password"}) { token } }'}).json()
+        token = login["data"]["login"]["token"]
+        accounts = httpx.post(
+            f"{base}/graphql", headers={"authorization": f"Bearer {token}"},
+            json={"query": "{ viewer { accounts { edges { node { name creditBalance } } } } }"},
+        ).json()
+        names = {edge["node"]["name"] for edge in accounts["data"]["viewer"]["accounts"]["edges"]}
+        assert "Northwind Head Office" in names and len(names) == 4
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "olivia@northwind.example" in output and "demo-password" in output
+    assert f"http://127.0.0.1:{port}/graphql" in output
+    assert (tmp_path / "linkgate.db").exists()
