@@ -35,26 +35,23 @@ def clean_password(value: str, field: str = "password") -> str | UserError:
     return value
 
 
-def clean_account_name(value: str, field: str = "name") -> str | UserError:
-    """1–50 characters after trimming (DESIGN §1)."""
+def clean_name(value: str, *, max_length: int, field: str = "name") -> str | UserError:
+    """Inner runs of white space folded, 1 to ``max_length`` characters after trimming."""
     name = " ".join(value.split())
     if not name:
         return UserError(message="The name cannot be empty.", code="NAME_EMPTY", field=[field])
-    if len(name) > MAX_ACCOUNT_NAME:
+    if len(name) > max_length:
         return UserError(
-            message=f"The name is over {MAX_ACCOUNT_NAME} characters.", code="NAME_TOO_LONG",
+            message=f"The name is over {max_length} characters.", code="NAME_TOO_LONG",
             field=[field],
         )
     return name
+
+
+def clean_account_name(value: str, field: str = "name") -> str | UserError:
+    """1–50 characters after trimming (DESIGN §1)."""
+    return clean_name(value, max_length=MAX_ACCOUNT_NAME, field=field)
 
 
 def clean_person_name(value: str, field: str = "name") -> str | UserError:
-    name = " ".join(value.split())
-    if not name:
-        return UserError(message="The name cannot be empty.", code="NAME_EMPTY", field=[field])
-    if len(name) > MAX_PERSON_NAME:
-        return UserError(
-            message=f"The name is over {MAX_PERSON_NAME} characters.", code="NAME_TOO_LONG",
-            field=[field],
-        )
-    return name
+    return clean_name(value, max_length=MAX_PERSON_NAME, field=field)
