@@ -81,11 +81,12 @@ class Account(Node):
     async def link_groups(
         self, info: strawberry.Info
     ) -> list[Annotated[LinkGroup, strawberry.lazy("schema.links")]]:
-        from schema.links import load_link_group
+        from schema.links import can_see_link_group, load_link_group
 
         places = await info.context.loaders.link_places_by_account_id.load(self.pk)
         groups = [await load_link_group(info, place.group_id) for place in places]
-        return [group for group in groups if group is not None]
+        # A head reached through a group you see via a member shows that group, not its others.
+        return [group for group in groups if group is not None and await can_see_link_group(info, group)]
 
     @gated(P.CREDITS_READ)
     def credit_balance(self) -> int | None:

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from auth.permissions import Permission
 from models.contacts import Contact as ContactRow
+from schema.directives import gated
 from schema.enums import EmailPreference
 from schema.money import Address
 from schema.relay import Node
@@ -29,7 +31,10 @@ class Contact(Node):
     email_preferences: list[EmailPreference]
     user_pk: strawberry.Private[int | None]
 
-    @strawberry.field(description="The sub-account this contact was activated as, if any.")
+    @gated(
+        Permission.CONTACTS_MANAGE,
+        description="The sub-account this contact was activated as, if any (like `members`).",
+    )
     async def sub_account(
         self, info: strawberry.Info
     ) -> Annotated[Membership, strawberry.lazy("schema.accounts")] | None:

@@ -64,6 +64,15 @@ class LinkGroup(Node):
         return cls(pk=row.id, account_id=head_account_id, kind=row.kind, name=row.name)
 
 
+async def can_see_link_group(info: strawberry.Info, group: LinkGroup) -> bool:
+    """A group is seen by whoever sees its head or one of its members, and by no one else."""
+    context = info.context
+    if not context.enforce_permissions or context.access.can_see(group.account_id):
+        return True
+    members = await context.loaders.link_members_by_group_id.load(group.pk)
+    return any(context.access.can_see(member.account_id) for member in members)
+
+
 async def load_link_group(info: strawberry.Info, group_id: int) -> LinkGroup | None:
     """A group by id, with its head found through the members loader."""
     loaders = info.context.loaders

@@ -17,7 +17,7 @@ from schema.contacts import Contact
 from schema.credits import CreditLedgerEntry
 from schema.directives import deny, object_error
 from schema.invoices import Invoice
-from schema.links import load_link_group
+from schema.links import LinkGroup, can_see_link_group, load_link_group
 from schema.notifications import Notification
 from schema.relay import Node, decode_global_id
 from schema.services import Service
@@ -52,11 +52,14 @@ async def _load(info: strawberry.Info, type_name: str, pk: int) -> Node | None:
     row = await getattr(info.context.loaders, fetch.loader).load(pk)
     return None if row is None else fetch.convert(row)
 
-def _access_error(info: strawberry.Info, node: Node) -> Exception | None:
+async def _access_error(info: strawberry.Info, node: Node) -> Exception | None:
     """Types without a type-level ``@requires`` still need a visible account to be found."""
     context = info.context
     if not context.enforce_permissions:
         return None
+    if isinstance(node, LinkGroup):
+        # The same rule as ``Account.linkGroups``: the head's or any member's viewers see it.
+        return None if await can_see_link_group(info, node) else NotFound("Not found.")
     if not context.access.can_see(node.account_id):
         return NotFound("Not found.")
     if isinstance(node, Contact):
@@ -74,7 +77,7 @@ async def fetch_node(info: strawberry.Info, global_id: str) -> Node:
     node = await _load(info, type_name, pk)
     if node is None:
         raise NotFound(f"No object has the ID `{global_id}`.")
-    error = _access_error(info, node)
+    error = await _access_error(info, node)
     if error is not None:
         if isinstance(error, NotFound):
             raise NotFound(f"No object has the ID `{global_id}`.")
