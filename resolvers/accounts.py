@@ -9,6 +9,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.enrollment import hash_enrollment_token, new_enrollment_token
+from auth.errors import NotFound
+from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.accounts import Account
 from resolvers.pagination import Page, SortKey, paginate
@@ -75,3 +77,19 @@ async def create_account(session: AsyncSession, *, owner_id: int, name: str) -> 
     session.add(account)
     await session.flush()
     return account, token
+
+
+async def require_account(
+    session: AsyncSession, access: AccessMap, account_id: int, permission: Permission | None = None
+) -> Account:
+    """The account a mutation acts on, after the same checks ``@requires`` makes.
+
+    Unknown and invisible accounts both raise ``NotFound``; a visible account without
+    ``permission`` raises ``PermissionDenied`` naming it.
+    """
+    account = await session.get(Account, account_id)
+    if account is None or not access.can_see(account_id):
+        raise NotFound("No such account.")
+    if permission is not None:
+        access.require(account_id, permission)
+    return account

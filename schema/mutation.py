@@ -1,22 +1,13 @@
-"""The root Mutation: one line per mutation, the work is in ``resolvers/``."""
+"""The root Mutation, merged from one ``…Mutations`` class per domain module.
+
+To add a mutation: write the resolver in ``resolvers/<domain>.py``, a one-line field in the
+domain's ``…Mutations`` class in ``schema/<domain>.py``, and list that class here once.
+"""
 
 from __future__ import annotations
 
-import strawberry
+from strawberry.tools import merge_types
 
-from schema import sign_in
+from schema.sign_in import SignInMutations
 
-
-@strawberry.type
-class Mutation:
-    sign_up: sign_in.SignUpPayload = strawberry.mutation(
-        resolver=sign_in.sign_up, description="A new user owning a new account; signs it in."
-    )
-    login: sign_in.LoginPayload = strawberry.mutation(
-        resolver=sign_in.login,
-        description="Sign in; returns a bearer token. Repeated failures are throttled.",
-    )
-    change_password: sign_in.LoginPayload = strawberry.mutation(
-        resolver=sign_in.change_password,
-        description="Revokes every earlier token and returns a new one.",
-    )
+Mutation = merge_types("Mutation", (SignInMutations,))

@@ -31,6 +31,14 @@ def decode_global_id(global_id: str) -> tuple[str, int]:
         raise BadInput(f"`{global_id[:64]}` is not a valid ID.", field="id") from error
 
 
+def decode_id_of(global_id: str, type_name: str, field: str = "id") -> int:
+    """The primary key of a global ID that must name a ``type_name`` (mutation inputs)."""
+    decoded_type, pk = decode_global_id(global_id)
+    if decoded_type != type_name:
+        raise BadInput(f"`{global_id[:64]}` is not the ID of a {type_name}.", field=field)
+    return pk
+
+
 @strawberry.interface(description="An object with a global, opaque ID.")
 class Node:
     pk: strawberry.Private[int]

@@ -90,3 +90,18 @@ async def change_password(info: strawberry.Info, input: ChangePasswordInput) -> 
     if isinstance(result, UserErrorValue):
         return LoginPayload(user_errors=[UserError.from_value(result)])
     return LoginPayload(token=result.token, viewer=Viewer(user_pk=result.user.id))
+
+
+@strawberry.type
+class SignInMutations:
+    sign_up: SignUpPayload = strawberry.mutation(
+        resolver=sign_up, description="A new user owning a new account; signs it in."
+    )
+    login: LoginPayload = strawberry.mutation(
+        resolver=login,
+        description="Sign in; returns a bearer token. Repeated failures are throttled.",
+    )
+    change_password: LoginPayload = strawberry.mutation(
+        resolver=change_password,
+        description="Revokes every earlier token and returns a new one.",
+    )
