@@ -40,7 +40,7 @@ def _refuse_inside_event_loop() -> None:
     raise RuntimeError("migrations block; from async code use asyncio.to_thread(...)")
 
 
-def upgrade_database(url: str, revision: str = "head") -> None:
+def upgrade_database(url: str, revision: str = "heads") -> None:
     """Migrate the database at ``url`` up to ``revision``."""
     _refuse_inside_event_loop()
     command.upgrade(alembic_config(url), revision)

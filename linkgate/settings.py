@@ -8,6 +8,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from resolvers.tunables import Tunables
+
 # Used only in demo mode, never accepted otherwise: the demo must start with no configuration.
 DEMO_SECRET_KEY = "linkgate-demo-secret-key-not-for-production-use"
 
@@ -32,6 +34,12 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=5000, ge=100)
     max_body_bytes: int = Field(default=100_000, ge=1_000)
 
+    currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")
+    credit_unit_price: int = Field(default=5, ge=0, description="minor units per credit")
+    tax_rate_basis_points: int = Field(default=2100, ge=0, le=10_000)
+    invoice_due_days: int = Field(default=14, ge=0, le=365)
+    max_ticket_body_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
 
@@ -55,6 +63,16 @@ class Settings(BaseSettings):
     @property
     def token_ttl(self) -> timedelta:
         return timedelta(seconds=self.token_ttl_seconds)
+
+
+    def tunables(self) -> Tunables:
+        return Tunables(
+            currency=self.currency,
+            credit_unit_price=self.credit_unit_price,
+            tax_rate_basis_points=self.tax_rate_basis_points,
+            invoice_due_days=self.invoice_due_days,
+            max_ticket_body_chars=self.max_ticket_body_chars,
+        )
 
 
 @lru_cache(maxsize=1)

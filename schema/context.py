@@ -12,6 +12,7 @@ from auth.principals import Principal
 from auth.tokens import TokenSettings
 from auth.throttle import ThrottleSettings
 from resolvers.loaders import Loaders
+from resolvers.tunables import Tunables
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Context:
     loaders: Loaders
     tokens: TokenSettings
     throttle: ThrottleSettings
+    tunables: Tunables = field(default_factory=Tunables)
     client_address: str = "unknown"
     request_id: str = "-"
     # Switched off only by the benchmark that measures what permission checks cost.

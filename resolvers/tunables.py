@@ -1,0 +1,16 @@
+"""Business knobs the resolvers need, filled from the server's settings once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Tunables:
+    currency: str = "EUR"
+    # Price of one prepaid credit, in minor units of ``currency``.
+    credit_unit_price: int = 5
+    # VAT on invoices, in basis points (2100 = 21 %); amounts round half up to whole minor units.
+    tax_rate_basis_points: int = 2100
+    invoice_due_days: int = 14
+    max_ticket_body_chars: int = 20_000
