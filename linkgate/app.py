@@ -45,6 +45,9 @@ _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: 
 class GraphQLEndpoint(GraphQL):
     """Strawberry's view with a database session per request and JSON errors throughout."""
 
+    # False only in the benchmark that measures what permission checks cost (``create_app``).
+    enforce_permissions: bool = True
+
     def __init__(self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         super().__init__(
             schema,
@@ -91,7 +94,10 @@ class GraphQLEndpoint(GraphQL):
                 )
 
     async def get_context(self, request: Any, response: Any) -> Any:
-        return await build_context(request, request.state.session, self.settings)
+        return await build_context(
+            request, request.state.session, self.settings,
+            enforce_permissions=self.enforce_permissions,
+        )
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
@@ -101,7 +107,14 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    engine: AsyncEngine | None = None,
+    *,
+    enforce_permissions: bool = True,
+) -> Starlette:
+    """The application. ``enforce_permissions=False`` exists for the benchmark only (bench/):
+    it is an argument, never a setting, so no deployment can switch the checks off."""
     settings = settings or get_settings()
     engine = engine or create_engine(settings.database_url)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
@@ -114,6 +127,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     if not settings.introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     graphql = GraphQLEndpoint(build_schema(extensions), settings, sessions)
+    graphql.enforce_permissions = enforce_permissions
 
     async def readyz(request: Request) -> Response:
         try:

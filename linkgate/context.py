@@ -32,9 +32,15 @@ def token_settings(settings: Settings) -> TokenSettings:
 
 
 async def build_context(
-    connection: HTTPConnection, session: AsyncSession, settings: Settings
+    connection: HTTPConnection,
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    enforce_permissions: bool = True,
 ) -> Context:
-    """Raises ``Unauthenticated`` for a token that is present but bad, expired or revoked."""
+    """Raises ``Unauthenticated`` for a token that is present but bad, expired or revoked.
+
+    ``enforce_permissions=False`` comes only from ``create_app``'s benchmark argument."""
     tokens = token_settings(settings)
     token = bearer_token(connection)
     principal: Principal | None = None
@@ -50,6 +56,8 @@ async def build_context(
             max_failures=settings.login_max_failures,
             window=timedelta(seconds=settings.login_window_seconds),
         ),
+        tunables=settings.tunables(),
         client_address=connection.client.host if connection.client else "unknown",
         request_id=connection.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
+        enforce_permissions=enforce_permissions,
     )
