@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from models.audit import AuditEvent
-from resolvers.pagination import Page, SortKey, paginate
+from resolvers.pagination import ChildList, SortKey
 
 NEWEST_FIRST = SortKey((AuditEvent.id,), descending=True)
 
 
-async def list_audit_events(
-    session: AsyncSession, *, account_id: int, first: int | None, after: str | None
-) -> Page[AuditEvent]:
-    statement = select(AuditEvent).where(AuditEvent.account_id == account_id)
-    return await paginate(session, statement, NEWEST_FIRST, first=first, after=after)
+# An account's audit log, newest first.
+AUDIT_BY_ACCOUNT = ChildList(AuditEvent, AuditEvent.account_id, NEWEST_FIRST)

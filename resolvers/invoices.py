@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
+
+from sqlalchemy import Select
 
 from models.billing import Invoice, InvoiceStatus
-from resolvers.pagination import Page, SortKey, paginate
+from resolvers.pagination import ChildList, SortKey
 
 NEWEST_FIRST = SortKey((Invoice.issued_at, Invoice.id), descending=True)
 
@@ -22,23 +23,20 @@ class InvoiceFilter:
     number: str | None = None
 
 
-async def list_invoices(
-    session: AsyncSession,
-    *,
-    account_id: int,
-    first: int | None,
-    after: str | None,
-    filter: InvoiceFilter | None = None,
-) -> Page[Invoice]:
-    """Invoices the account pays (consolidated ones included), newest first."""
-    statement = select(Invoice).where(Invoice.payer_account_id == account_id)
-    if filter is not None:
-        if filter.issued_from is not None:
-            statement = statement.where(Invoice.issued_at >= filter.issued_from)
-        if filter.issued_to is not None:
-            statement = statement.where(Invoice.issued_at < filter.issued_to)
-        if filter.status is not None:
-            statement = statement.where(Invoice.status == filter.status)
-        if filter.number:
-            statement = statement.where(Invoice.number.contains(filter.number.strip().upper(), autoescape=True))
-    return await paginate(session, statement, NEWEST_FIRST, first=first, after=after)
+def filter_invoices(statement: Select[Any], filter: InvoiceFilter) -> Select[Any]:
+    if filter.issued_from is not None:
+        statement = statement.where(Invoice.issued_at >= filter.issued_from)
+    if filter.issued_to is not None:
+        statement = statement.where(Invoice.issued_at < filter.issued_to)
+    if filter.status is not None:
+        statement = statement.where(Invoice.status == filter.status)
+    if filter.number:
+        number = filter.number.strip().upper()
+        statement = statement.where(Invoice.number.contains(number, autoescape=True))
+    return statement
+
+
+# Invoices an account pays (consolidated ones included), newest first.
+INVOICES_BY_PAYER = ChildList(
+    Invoice, Invoice.payer_account_id, NEWEST_FIRST, narrow=filter_invoices
+)

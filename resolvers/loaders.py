@@ -15,6 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from resolvers.audit import AUDIT_BY_ACCOUNT
+from resolvers.credits import LEDGER_BY_ACCOUNT
+from resolvers.invoices import INVOICES_BY_PAYER
+from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
+from resolvers.pagination import child_pages_loader
+from resolvers.tickets import TICKETS_BY_ACCOUNT
 from models import (
     Account, AuditEvent, Contact, CreditLedgerEntry, Invoice, InvoiceLine, LinkGroup, LinkMember,
     LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
@@ -82,3 +88,11 @@ class Loaders:
         self.messages_by_ticket_id = _many_by_key(
             session, TicketMessage, TicketMessage.ticket_id
         )
+        # Paginated children: one statement for every parent's page (and one per totalCount).
+        self.invoice_pages_by_payer_id = child_pages_loader(session, INVOICES_BY_PAYER)
+        self.ledger_pages_by_account_id = child_pages_loader(session, LEDGER_BY_ACCOUNT)
+        self.ticket_pages_by_account_id = child_pages_loader(session, TICKETS_BY_ACCOUNT)
+        self.notification_pages_by_account_id = child_pages_loader(
+            session, NOTIFICATIONS_BY_ACCOUNT
+        )
+        self.audit_pages_by_account_id = child_pages_loader(session, AUDIT_BY_ACCOUNT)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from aiodataloader import DataLoader
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from auth.errors import BadInput
 
@@ -132,3 +134,121 @@ async def paginate(
         has_previous_page=after is not None,
         count=count,
     )
+
+
+@dataclass(frozen=True)
+class ChildList:
+    """A keyset-paginated list of rows under a parent: an account's invoices, tickets, ….
+
+    ``narrow`` applies a list's filter argument (a hashable value) to the statement.
+    """
+
+    model: type[Any]
+    parent: InstrumentedAttribute[Any]
+    key: SortKey
+    narrow: Callable[[Select[Any], Any], Select[Any]] | None = None
+
+    def statement(self, parent_ids: Sequence[int], filter: Any) -> Select[Any]:
+        statement = select(self.model).where(self.parent.in_(parent_ids))
+        if filter is not None and self.narrow is not None:
+            statement = self.narrow(statement, filter)
+        return statement
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One parent's page: hashable, so a DataLoader can batch many parents' requests."""
+
+    parent_id: int
+    size: int
+    after: tuple[Any, ...] | None
+    filter: Any = None
+
+    @classmethod
+    def checked(
+        cls, child_list: ChildList, parent_id: int, *, first: int | None, after: str | None,
+        filter: Any = None,
+    ) -> PageRequest:
+        """Validates ``first`` and ``after`` here, so bad input fails this field alone."""
+        values = None if after is None else tuple(decode_cursor(after, child_list.key))
+        return cls(parent_id, page_size(first), values, filter)
+
+
+def child_pages_loader(session: AsyncSession, child_list: ChildList) -> DataLoader:
+    """Pages for many parents in one statement per distinct (size, after, filter).
+
+    ``row_number() over (partition by parent order by key)`` picks each parent's first
+    ``size + 1`` rows (the extra one tells whether there is a next page); it works on SQLite
+    and PostgreSQL, and the cost follows the page size, not the table.
+    """
+    counts = child_counts_loader(session, child_list)
+
+    async def load(requests: Sequence[PageRequest]) -> list[Page[Any]]:
+        batches: dict[tuple[Any, ...], list[PageRequest]] = defaultdict(list)
+        for request in requests:
+            batches[(request.size, request.after, request.filter)].append(request)
+        pages: dict[PageRequest, Page[Any]] = {}
+        for (size, after, filter), batch in batches.items():
+            rows_by_parent = await _first_rows(
+                session, child_list, [request.parent_id for request in batch], size, after, filter
+            )
+            for request in batch:
+                rows = rows_by_parent.get(request.parent_id, [])
+                pages[request] = _page(child_list, request, rows, counts)
+        return [pages[request] for request in requests]
+
+    return DataLoader(load)
+
+
+async def _first_rows(
+    session: AsyncSession, child_list: ChildList, parent_ids: list[int], size: int,
+    after: tuple[Any, ...] | None, filter: Any,
+) -> dict[int, list[Any]]:
+    statement = child_list.statement(parent_ids, filter)
+    if after is not None:
+        statement = statement.where(child_list.key.after(after))
+    position = func.row_number().over(
+        partition_by=child_list.parent, order_by=child_list.key.order_by()
+    )
+    ranked = statement.add_columns(position.label("position")).subquery()
+    entity = aliased(child_list.model, ranked)
+    rows = await session.execute(
+        select(entity, ranked.c.position)
+        .where(ranked.c.position <= size + 1)
+        .order_by(ranked.c.position)
+    )
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for row, _position in rows.all():
+        grouped[getattr(row, child_list.parent.key)].append(row)
+    return grouped
+
+
+def _page(child_list: ChildList, request: PageRequest, rows: list[Any], counts: DataLoader) -> Page[Any]:
+    has_next = len(rows) > request.size
+    rows = rows[: request.size]
+    return Page(
+        rows=rows,
+        cursors=[encode_cursor(child_list.key.values_of(row)) for row in rows],
+        has_next_page=has_next,
+        has_previous_page=request.after is not None,
+        count=lambda: counts.load((request.parent_id, request.filter)),
+    )
+
+
+def child_counts_loader(session: AsyncSession, child_list: ChildList) -> DataLoader:
+    """``totalCount`` for many parents: one grouped count per distinct filter."""
+
+    async def load(keys: Sequence[tuple[int, Any]]) -> list[int]:
+        by_filter: dict[Any, list[int]] = defaultdict(list)
+        for parent_id, filter in keys:
+            by_filter[filter].append(parent_id)
+        totals: dict[tuple[int, Any], int] = {}
+        for filter, parent_ids in by_filter.items():
+            counted = child_list.statement(parent_ids, filter).subquery()
+            parent = counted.c[child_list.parent.key]
+            rows = await session.execute(select(parent, func.count()).group_by(parent))
+            for parent_id, total in rows.all():
+                totals[(parent_id, filter)] = int(total)
+        return [totals.get(key, 0) for key in keys]
+
+    return DataLoader(load)

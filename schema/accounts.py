@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -10,7 +11,12 @@ from auth.permissions import ALL, Permission, parse_permissions, sorted_permissi
 from models.accounts import Account as AccountRow
 from models.accounts import Membership as MembershipRow
 from resolvers import accounts as account_resolvers
-from resolvers import audit, credits, invoices, notifications, tickets
+from resolvers.audit import AUDIT_BY_ACCOUNT
+from resolvers.credits import LEDGER_BY_ACCOUNT
+from resolvers.invoices import INVOICES_BY_PAYER
+from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
+from resolvers.pagination import PageRequest
+from resolvers.tickets import TICKETS_BY_ACCOUNT
 from schema.audit import AuditEvent
 from schema.contacts import Contact
 from schema.credits import CreditLedgerEntry, LowCreditReminder
@@ -84,9 +90,12 @@ class Account(Node):
         from schema.links import can_see_link_group, load_link_group
 
         places = await info.context.loaders.link_places_by_account_id.load(self.pk)
-        groups = [await load_link_group(info, place.group_id) for place in places]
+        groups = await asyncio.gather(*(load_link_group(info, place.group_id) for place in places))
         # A head reached through a group you see via a member shows that group, not its others.
-        return [group for group in groups if group is not None and await can_see_link_group(info, group)]
+        return [
+            group for group in groups
+            if group is not None and await can_see_link_group(info, group)
+        ]
 
     @gated(P.CREDITS_READ)
     def credit_balance(self) -> int | None:
@@ -96,9 +105,8 @@ class Account(Node):
     async def credit_ledger(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[CreditLedgerEntry] | None:
-        page = await credits.list_ledger_entries(
-            info.context.session, account_id=self.pk, first=first, after=after
-        )
+        request = PageRequest.checked(LEDGER_BY_ACCOUNT, self.pk, first=first, after=after)
+        page = await info.context.loaders.ledger_pages_by_account_id.load(request)
         return Connection.from_page(page, CreditLedgerEntry.from_model)
 
     @gated(P.CREDITS_READ)
@@ -120,10 +128,11 @@ class Account(Node):
         after: str | None = None,
         filter: InvoiceFilter | None = None,
     ) -> Connection[Invoice] | None:
-        page = await invoices.list_invoices(
-            info.context.session, account_id=self.pk, first=first, after=after,
+        request = PageRequest.checked(
+            INVOICES_BY_PAYER, self.pk, first=first, after=after,
             filter=filter.to_values() if filter is not None else None,
         )
+        page = await info.context.loaders.invoice_pages_by_payer_id.load(request)
         return Connection.from_page(page, Invoice.from_model)
 
     @gated(P.SERVICES_READ)
@@ -139,9 +148,10 @@ class Account(Node):
         after: str | None = None,
         status: TicketStatus | None = None,
     ) -> Connection[Ticket] | None:
-        page = await tickets.list_tickets(
-            info.context.session, account_id=self.pk, first=first, after=after, status=status
+        request = PageRequest.checked(
+            TICKETS_BY_ACCOUNT, self.pk, first=first, after=after, filter=status
         )
+        page = await info.context.loaders.ticket_pages_by_account_id.load(request)
         return Connection.from_page(page, Ticket.from_model)
 
     @gated(P.CONTACTS_READ)
@@ -159,18 +169,16 @@ class Account(Node):
     async def notifications(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Notification] | None:
-        page = await notifications.list_notifications(
-            info.context.session, account_id=self.pk, first=first, after=after
-        )
+        request = PageRequest.checked(NOTIFICATIONS_BY_ACCOUNT, self.pk, first=first, after=after)
+        page = await info.context.loaders.notification_pages_by_account_id.load(request)
         return Connection.from_page(page, Notification.from_model)
 
     @gated(P.AUDIT_READ, description="Changes made to this account, newest first.")
     async def audit_log(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[AuditEvent] | None:
-        page = await audit.list_audit_events(
-            info.context.session, account_id=self.pk, first=first, after=after
-        )
+        request = PageRequest.checked(AUDIT_BY_ACCOUNT, self.pk, first=first, after=after)
+        page = await info.context.loaders.audit_pages_by_account_id.load(request)
         return Connection.from_page(page, AuditEvent.from_model)
 
     @classmethod
