@@ -45,7 +45,7 @@ START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 async def _owner_with_accounts(engine: AsyncEngine, count: int) -> str:
     """A new owner with ``count`` accounts, pairs of them linked in BILLING groups."""
-    tag = uuid.uuid4().hex[:10]
+    tag = uuid.uuid4().hex[:6]
     async with create_session_factory(engine)() as session:
         owner = User(email=f"dash-{tag}@example.com", name="Dash", password_hash="x")
         session.add(owner)
@@ -102,7 +102,7 @@ def _children(session: Any, account: Account, tag: str) -> None:
 
 async def _tickets(session: Any, account: Account, tag: str) -> list[Ticket]:
     tickets = [
-        Ticket(account_id=account.id, number=f"T-{account.number}-{n}", subject="Help",
+        Ticket(account_id=account.id, number=f"T{account.id}-{n}", subject="Help",
                department=Department.TECHNICAL, opened_by_name="Dash",
                opened_by_email=f"dash-{tag}@example.com")
         for n in range(2)
@@ -114,7 +114,7 @@ async def _tickets(session: Any, account: Account, tag: str) -> list[Ticket]:
 
 async def _invoices(session: Any, account: Account, tag: str) -> list[Invoice]:
     invoices = [
-        Invoice(number=f"I-{account.number}-{n}", payer_account_id=account.id,
+        Invoice(number=f"I{account.id}-{n}", payer_account_id=account.id,
                 period_start=date(2026, 2, 1), period_end=date(2026, 2, 28),
                 issued_at=START + timedelta(days=n), due_at=START + timedelta(days=n + 14),
                 status=InvoiceStatus.PAID, currency="EUR", subtotal=200, tax=42, total=242,
