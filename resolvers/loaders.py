@@ -1,7 +1,9 @@
 """Per-request DataLoaders, one per relation, named by result and key.
 
 Every loader returns results in key order, ``None`` or ``[]`` for misses, and batches all
-keys requested in one tick into one statement.
+keys requested in one tick into one statement. Loaders return read-only Core rows (attribute
+access like the models, a fraction of the cost of ORM objects); code that changes a row loads
+the ORM object itself (``session.get``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from models import (
     LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
 )
 
+
 def _by_key(
     session: AsyncSession, model: type[Any], column: InstrumentedAttribute[Any]
 ) -> DataLoader:
     """One row (or None) per key."""
 
     async def load(keys: Sequence[Any]) -> list[Any]:
-        rows = (await session.scalars(select(model).where(column.in_(keys)))).all()
+        rows = (await session.execute(select(model.__table__).where(column.in_(keys)))).all()
         found = {getattr(row, column.key): row for row in rows}
         return [found.get(key) for key in keys]
 
@@ -49,9 +52,9 @@ def _many_by_key(
     ordering = list(order_by) or [model.id]
 
     async def load(keys: Sequence[Any]) -> list[list[Any]]:
-        statement = select(model).where(column.in_(keys)).order_by(*ordering)
+        statement = select(model.__table__).where(column.in_(keys)).order_by(*ordering)
         grouped: dict[Any, list[Any]] = defaultdict(list)
-        for row in (await session.scalars(statement)).all():
+        for row in (await session.execute(statement)).all():
             grouped[getattr(row, column.key)].append(row)
         return [grouped.get(key, []) for key in keys]
 

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from aiodataloader import DataLoader
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
 
 from auth.errors import BadInput
 
@@ -149,7 +149,7 @@ class ChildList:
     narrow: Callable[[Select[Any], Any], Select[Any]] | None = None
 
     def statement(self, parent_ids: Sequence[int], filter: Any) -> Select[Any]:
-        statement = select(self.model).where(self.parent.in_(parent_ids))
+        statement = select(self.model.__table__).where(self.parent.in_(parent_ids))
         if filter is not None and self.narrow is not None:
             statement = self.narrow(statement, filter)
         return statement
@@ -211,14 +211,11 @@ async def _first_rows(
         partition_by=child_list.parent, order_by=child_list.key.order_by()
     )
     ranked = statement.add_columns(position.label("position")).subquery()
-    entity = aliased(child_list.model, ranked)
     rows = await session.execute(
-        select(entity, ranked.c.position)
-        .where(ranked.c.position <= size + 1)
-        .order_by(ranked.c.position)
+        select(ranked).where(ranked.c.position <= size + 1).order_by(ranked.c.position)
     )
     grouped: dict[int, list[Any]] = defaultdict(list)
-    for row, _position in rows.all():
+    for row in rows.all():
         grouped[getattr(row, child_list.parent.key)].append(row)
     return grouped
 
