@@ -1,14 +1,15 @@
-"""The Starlette application: ``/graphql`` (POST, and GET with GraphiQL), ``/healthz``, ``/readyz``."""
+"""The Starlette application: ``/graphql`` (POST, and GET with GraphiQL), ``/healthz``, ``/readyz``,
+``/invoices/download`` (signed invoice links)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from auth.errors import LinkgateError
 from linkgate.context import build_context
+from linkgate.downloads import download_endpoint
 from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
@@ -99,8 +101,9 @@ class GraphQLEndpoint(GraphQL):
             enforce_permissions=self.enforce_permissions,
         )
 
-    def encode_json(self, data: object) -> str:
-        return json.dumps(data, separators=(",", ":"))
+    def encode_json(self, data: object) -> bytes:
+        # orjson: about ten times json.dumps on large dashboard responses.
+        return orjson.dumps(data)
 
 
 async def healthz(request: Request) -> Response:
@@ -148,6 +151,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/invoices/download", download_endpoint(settings, sessions), methods=["GET"]),
         ],
         lifespan=lifespan,
     )
