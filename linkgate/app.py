@@ -18,7 +18,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
+    ValidationCache,
+)
 from cross_web import HTTPException
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
@@ -29,6 +32,7 @@ from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
 from schema import LinkgateSchema, build_schema
+from schema.parsing import CachedParsing
 
 logger = logging.getLogger("linkgate.app")
 
@@ -122,7 +126,11 @@ def create_app(
     engine = engine or create_engine(settings.database_url)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
 
+    # Dashboards send the same few documents over and over: parse and validate each once.
+    # Both caches are bounded, so unique query texts cannot grow memory.
     extensions: list[Any] = [
+        lambda: CachedParsing(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
