@@ -54,6 +54,11 @@ STAFF_PERMISSIONS: dict[StaffRole, Permissions] = {
 }
 
 
+# Staff roles that may run billing operations (recordUsage, runInvoicing): DESIGN §1 says
+# "staff"; usage and invoice runs are billing work, so SUPPORT is not among them.
+BILLING_STAFF_ROLES: frozenset[StaffRole] = frozenset({StaffRole.BILLING, StaffRole.ADMIN})
+
+
 def parse_permissions(names: list[str]) -> Permissions:
     """Stored names back to the enum; a name no longer in the vocabulary grants nothing."""
     known = Permission._value2member_map_

@@ -16,11 +16,12 @@ from sqlalchemy import literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from auth.errors import PermissionDenied
+from auth.errors import PermissionDenied, Unauthenticated
 from auth.permissions import ALL, LINK_SCOPES, NONE, STAFF_PERMISSIONS, Permission, Permissions, parse_permissions
 from auth.principals import Principal
 from models.accounts import Account, Membership
 from models.links import LinkKind, LinkMember
+from models.users import StaffRole
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,16 @@ class AccessMap:
 
 
 ANONYMOUS_ACCESS = AccessMap()
+
+
+def require_staff_role(principal: Principal | None, roles: frozenset[StaffRole]) -> Principal:
+    """For staff-only operations: the principal, if its staff role is one of ``roles``."""
+    if principal is None:
+        raise Unauthenticated("Sign in to do this.")
+    if principal.staff_role not in roles:
+        names = " or ".join(sorted(role.value for role in roles))
+        raise PermissionDenied(f"Only {names} staff may do this.")
+    return principal
 
 
 async def load_access(session: AsyncSession, principal: Principal | None) -> AccessMap:

@@ -28,6 +28,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from auth.errors import LinkgateError
 from linkgate.context import build_context
 from linkgate.downloads import download_endpoint
+from linkgate.notifications import start_delivery_loop, stop_delivery_loop
 from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
@@ -151,7 +152,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        delivery = start_delivery_loop(settings, engine)  # None unless configured
         yield
+        await stop_delivery_loop(delivery)
         await engine.dispose()
 
     app = Starlette(

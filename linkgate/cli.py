@@ -1,4 +1,5 @@
-"""The ``linkgate`` command: serve, db upgrade, export-schema, create-staff."""
+"""The ``linkgate`` command: serve, db upgrade, export-schema, send-notifications, invoice-run,
+create-staff."""
 
 from __future__ import annotations
 
@@ -119,6 +120,65 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send_notifications(args: argparse.Namespace) -> int:
+    """Deliver the outbox once; exit 1 when some message failed (it stays queued)."""
+    from linkgate.notifications import smtp_server
+    from models.database import create_engine, create_session_factory
+    from resolvers.delivery import deliver_notifications
+
+    settings = _settings()  # a malformed LINKGATE_SMTP_URL is a configuration error there
+    smtp = smtp_server(settings)
+
+    async def run() -> tuple[int, int, int]:
+        engine = create_engine(settings.database_url)
+        try:
+            report = await deliver_notifications(
+                create_session_factory(engine), smtp=smtp, sender=settings.mail_from,
+                max_attempts=settings.notification_max_attempts, limit=args.limit,
+            )
+            return report.sent, report.failed, report.marked
+        finally:
+            await engine.dispose()
+
+    sent, failed, marked = asyncio.run(run())
+    if smtp is None:
+        print(f"LINKGATE_SMTP_URL is not set: marked {marked} notification(s) as sent without sending.")
+    else:
+        print(f"Sent {sent} notification(s); {failed} failed and stay queued.")
+    return 1 if failed else 0
+
+
+def cmd_invoice_run(args: argparse.Namespace) -> int:
+    """Invoice an ended month; exit 2 on a bad period. Re-running a month creates nothing."""
+    from models.database import create_engine, create_session_factory
+    from resolvers.invoicing import run_invoicing
+
+    settings = _settings()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                result = await run_invoicing(
+                    session, period=args.period, tunables=settings.tunables(), actor=None
+                )
+                if isinstance(result, list):
+                    raise SystemExit(f"linkgate: {result[0].message}")
+                numbers = ", ".join(invoice.number for invoice in result.invoices)
+                return (f"Invoice run {result.period.name}: {len(result.invoices)} invoice(s) issued"
+                        f"{': ' + numbers if numbers else ''}; "
+                        f"{result.fees_charged} service fee(s) charged.")
+        finally:
+            await engine.dispose()
+
+    try:
+        print(asyncio.run(run()))
+    except SystemExit as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linkgate", description="Linkgate GraphQL gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the SDL (schema.graphql)")
     export.add_argument("--output", "-o", default="schema.graphql", help="a path, or - for stdout")
     export.set_defaults(handler=cmd_export_schema)
+
+    send = commands.add_parser(
+        "send-notifications",
+        help="deliver the notification outbox over SMTP (LINKGATE_SMTP_URL), once",
+    )
+    send.add_argument("--limit", type=int, default=None, help="at most this many messages")
+    send.set_defaults(handler=cmd_send_notifications)
+
+    invoice_run = commands.add_parser(
+        "invoice-run", help="invoice every uninvoiced charge of an ended month (idempotent)"
+    )
+    invoice_run.add_argument("--period", required=True, help="the month, YYYY-MM")
+    invoice_run.set_defaults(handler=cmd_invoice_run)
 
     staff = commands.add_parser(
         "create-staff",

@@ -45,6 +45,8 @@ from models.notifications import Notification
 from models.services import Service, ServiceStatus
 from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
 from models.users import StaffRole, User
+from resolvers.invoicing import tax_on
+from resolvers.tunables import Tunables
 
 DEMO_PASSWORD = "demo-password"
 
@@ -61,10 +63,12 @@ DEMO_LOGINS: list[tuple[str, str]] = [
     ("finance@linkgate.example", "staff, role BILLING"),
 ]
 
-CURRENCY = "EUR"
-CREDIT_UNIT_PRICE = 5  # cents per credit
-VAT_PERCENT = 21
-INVOICE_DUE_DAYS = 14
+# The same business knobs the server runs with by default (resolvers.tunables), so invoices
+# the demo seeds and invoices a later `invoice-run` issues agree.
+_DEFAULTS = Tunables()
+CURRENCY = _DEFAULTS.currency
+CREDIT_UNIT_PRICE = _DEFAULTS.credit_unit_price  # cents per credit
+INVOICE_DUE_DAYS = _DEFAULTS.invoice_due_days
 INVOICED_PERIODS = ("2026-08", "2026-09", "2026-10")
 
 HEAD_OFFICE = "ACC-100001"
@@ -599,8 +603,8 @@ def _period_bounds(period: str) -> tuple[date, date]:
 
 
 def vat(subtotal: int) -> int:
-    """VAT in integer cents, rounded half up."""
-    return (subtotal * VAT_PERCENT + 50) // 100
+    """VAT in integer cents, rounded half up: the invoice run's own rule."""
+    return tax_on(subtotal, _DEFAULTS.tax_rate_basis_points)
 
 
 async def _seed_invoices(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from resolvers.delivery import SmtpServer
 from resolvers.tunables import Tunables
 
 # Used only in demo mode, never accepted otherwise: the demo must start with no configuration.
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
     graphiql: bool = True
     introspection: bool = True
     smtp_url: str | None = None
+    mail_from: str = "Linkgate <notifications@linkgate.example>"
+    notification_max_attempts: int = Field(default=10, ge=1, le=1000)
+    # 0: no background delivery in ``serve`` (run ``linkgate send-notifications`` from cron).
+    notification_interval_seconds: float = Field(default=0, ge=0)
 
     token_issuer: str = "linkgate"
     token_ttl_seconds: int = Field(default=3600, ge=60)
@@ -39,9 +44,20 @@ class Settings(BaseSettings):
     tax_rate_basis_points: int = Field(default=2100, ge=0, le=10_000)
     invoice_due_days: int = Field(default=14, ge=0, le=365)
     max_ticket_body_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    download_link_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
 
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                SmtpServer.from_url(value)
+            except ValueError as error:
+                raise ValueError(f"LINKGATE_SMTP_URL: {error}") from None
+        return value or None
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
@@ -72,6 +88,7 @@ class Settings(BaseSettings):
             tax_rate_basis_points=self.tax_rate_basis_points,
             invoice_due_days=self.invoice_due_days,
             max_ticket_body_chars=self.max_ticket_body_chars,
+            download_link_ttl_seconds=self.download_link_ttl_seconds,
         )
 
 

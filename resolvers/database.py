@@ -47,3 +47,22 @@ class RequestSession(AsyncSession):
     async def refresh(self, *args: Any, **kwargs: Any) -> None:
         async with self._lock:
             await super().refresh(*args, **kwargs)
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start a mutation's transaction as a writer, before it reads what it will change.
+
+    PostgreSQL: nothing to do; mutations lock the rows they change (``SELECT … FOR NO KEY
+    UPDATE``, in ascending id order). SQLite has no row locks, and the sqlite3 driver runs the
+    reads before a transaction's first write outside any transaction, so two read-then-write
+    requests could both read the same balance (a lost update) or fail with "database is
+    locked". There the transaction starts with ``BEGIN IMMEDIATE``: it takes the database's
+    single write lock at once (waiting up to the busy timeout), so writers queue and read
+    current rows. Read-only requests never call this, so they never wait for writers (WAL).
+    """
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = await connection.get_raw_connection()
+    if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -14,3 +14,5 @@ class Tunables:
     tax_rate_basis_points: int = 2100
     invoice_due_days: int = 14
     max_ticket_body_chars: int = 20_000
+    # How long an invoice download link (``Invoice.downloadUrl``) stays valid.
+    download_link_ttl_seconds: int = 300

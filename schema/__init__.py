@@ -9,7 +9,7 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from schema import accounts, audit, contacts, credits, invoices, links, nodes, notifications, services, tickets
+from schema import accounts, audit, billing, contacts, credits, invoices, links, nodes, notifications, services, tickets
 from schema.directives import install_guards
 from schema.errors import ShapeErrors
 from schema.mutation import Mutation
@@ -20,7 +20,7 @@ GUARDED_TYPES: list[type] = [
     Query, Mutation, accounts.Viewer, accounts.Account, accounts.Membership, audit.AuditEvent,
     contacts.Contact, credits.CreditLedgerEntry, invoices.Invoice, invoices.InvoiceLine,
     links.LinkGroup, links.LinkMember, notifications.Notification, services.Service,
-    tickets.Ticket,
+    tickets.Ticket, *tickets.PAYLOAD_TYPES, *billing.PAYLOAD_TYPES,
 ]
 
 

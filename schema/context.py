@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
-from auth.policy import AccessMap
+from auth.errors import Unauthenticated
+from auth.policy import AccessMap, load_access
 from auth.principals import Principal
 from auth.tokens import TokenSettings
 from auth.throttle import ThrottleSettings
@@ -29,9 +30,19 @@ class Context:
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)
 
+    def signed_in(self) -> Principal:
+        """The caller of a mutation that needs one; anonymous callers get UNAUTHENTICATED."""
+        if self.principal is None:
+            raise Unauthenticated("Sign in first.")
+        return self.principal
+
     def grant_ownership(self, account_id: int) -> None:
         """After a mutation creates an account, later fields see it as its owner would."""
         self.access = self.access.with_owned(account_id)
+
+    async def reload_access(self) -> None:
+        """After a committed change to links or memberships, later fields see the new rights."""
+        self.access = await load_access(self.session, self.principal)
 
 
 Info = StrawberryInfo[Context, None]

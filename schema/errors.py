@@ -21,8 +21,11 @@ def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
     if isinstance(original, LinkgateError):
         extensions: dict[str, Any] = {"code": original.code, **original.extensions}
         message = original.message
-    elif original is None:
-        # Syntax, validation and variable-coercion errors: the request itself is wrong.
+    elif original is None or (
+        error.path is None and isinstance(original, (GraphQLError, ValueError, TypeError))
+    ):
+        # Syntax, validation and variable-coercion errors (an Int over 2^31 - 1, a malformed
+        # DateTime: graphql-core keeps the scalar's exception): the request itself is wrong.
         extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
         message = error.message
     else:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from auth.download_tokens import issue_download_token
+from auth.errors import Unauthenticated
 from auth.permissions import Permission
 from models.billing import Invoice as InvoiceRow
 from models.billing import InvoiceLine as InvoiceLineRow
@@ -19,6 +22,24 @@ from schema.relay import Node
 if TYPE_CHECKING:
     from schema.accounts import Account
     from schema.links import LinkGroup
+
+
+DOWNLOAD_PATH = "/invoices/download"
+
+
+async def download_url(info: strawberry.Info, invoice_ids: list[int]) -> str:
+    """A signed link for the signed-in user; the caller has checked INVOICES_READ on each.
+    It carries the user's token version, so a password change also revokes its links."""
+    context = info.context
+    if context.principal is None:
+        raise Unauthenticated("Sign in to download invoices.")
+    user = await context.loaders.user_by_id.load(context.principal.user_id)
+    token = issue_download_token(
+        secret=context.tokens.secret, issuer=context.tokens.issuer, user_id=user.id,
+        token_version=user.token_version, invoice_ids=invoice_ids,
+        ttl=timedelta(seconds=context.tunables.download_link_ttl_seconds),
+    )
+    return f"{DOWNLOAD_PATH}?{urlencode({'token': token})}"
 
 
 @strawberry.input(description="Filters for `Account.invoices`; all optional, combined with AND.")
@@ -99,9 +120,12 @@ class Invoice(Node):
         rows = await info.context.loaders.invoice_lines_by_invoice_id.load(self.pk)
         return [InvoiceLine.from_model(row, self.currency) for row in rows]
 
-    @strawberry.field(description="Where the PDF can be downloaded.")
-    def download_url(self) -> str:
-        return f"/invoices/{self.number}.pdf"
+    @strawberry.field(
+        description="A short-lived signed link (path on this server) to the invoice's PDF. "
+        "The download re-checks INVOICES_READ for you when it is followed."
+    )
+    async def download_url(self, info: strawberry.Info) -> str:
+        return await download_url(info, [self.pk])
 
     @classmethod
     def from_model(cls, row: InvoiceRow) -> Invoice:

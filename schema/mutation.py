@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from strawberry.tools import merge_types
 
+from schema.account_mutations import AccountMutations
+from schema.billing import BillingMutations
+from schema.contacts import ContactMutations
+from schema.links import LinkMutations
 from schema.sign_in import SignInMutations
+from schema.sub_accounts import SubAccountMutations
+from schema.tickets import TicketMutations
 
-Mutation = merge_types("Mutation", (SignInMutations,))
+Mutation = merge_types(
+    "Mutation",
+    (SignInMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
+     TicketMutations, BillingMutations),
+)

@@ -16,3 +16,9 @@ class UserError:
     @classmethod
     def from_value(cls, value: UserErrorValue) -> UserError:
         return cls(field=value.field, message=value.message, code=value.code)
+
+    @classmethod
+    def list_from(cls, value: UserErrorValue | list[UserErrorValue]) -> list[UserError]:
+        """A resolver's one failure or several, as the payload's ``userErrors``."""
+        values = value if isinstance(value, list) else [value]
+        return [cls.from_value(item) for item in values]

@@ -6,6 +6,7 @@ import strawberry
 
 from auth.errors import BadInput
 from schema.accounts import Viewer
+from schema.billing import invoice_download_url
 from schema.nodes import MAX_NODES, fetch_node, fetch_nodes
 from schema.relay import Node
 
@@ -26,3 +27,13 @@ class Query:
     def viewer(self, info: strawberry.Info) -> Viewer | None:
         principal = info.context.principal
         return None if principal is None else Viewer(user_pk=principal.user_id)
+
+    @strawberry.field(
+        description="One short-lived signed link to several invoices at once (a ZIP; one invoice: "
+        "its PDF). Each needs INVOICES_READ, like `Invoice`; at most 50. Null, with an error, "
+        "when one of them may not be read."
+    )
+    async def invoice_download_url(
+        self, info: strawberry.Info, ids: list[strawberry.ID]
+    ) -> str | None:
+        return await invoice_download_url(info, list(ids))

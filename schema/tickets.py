@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
 from auth.permissions import Permission
 from models.tickets import Ticket as TicketRow
 from models.tickets import TicketMessage as MessageRow
+from resolvers import ticket_mutations
+from resolvers.user_errors import UserError as UserErrorValue
 from schema.directives import Requires
 from schema.enums import AuthorKind, Department, TicketStatus
-from schema.relay import Node
+from schema.payloads import UserError
+from schema.relay import Node, decode_id_of
 
 
 @strawberry.type(description="Who opened a ticket: a user of the account, or a contact by email.")
@@ -63,3 +67,94 @@ class Ticket(Node):
             ),
             created_at=row.created_at, updated_at=row.updated_at, cc_emails=list(row.cc_emails),
         )
+
+
+@strawberry.input
+class OpenTicketInput:
+    account_id: strawberry.ID
+    subject: str
+    body: str = strawberry.field(description="Limited to LINKGATE_MAX_TICKET_BODY_CHARS characters.")
+    department: Department = Department.TECHNICAL
+    cc_emails: list[str] = strawberry.field(
+        default_factory=list, description="Also emailed when staff replies (at most 10)."
+    )
+
+
+@strawberry.input
+class ReplyToTicketInput:
+    ticket_id: strawberry.ID
+    body: str
+
+
+@strawberry.input
+class CloseTicketInput:
+    ticket_id: strawberry.ID
+
+
+@strawberry.type
+class OpenTicketPayload:
+    ticket: Ticket | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ReplyToTicketPayload(OpenTicketPayload):
+    pass
+
+
+@strawberry.type
+class CloseTicketPayload(OpenTicketPayload):
+    pass
+
+
+PAYLOAD_TYPES = (OpenTicketPayload, ReplyToTicketPayload, CloseTicketPayload)
+
+
+def _payload(
+    payload: type[OpenTicketPayload], result: TicketRow | UserErrorValue | list[UserErrorValue]
+) -> Any:
+    if isinstance(result, (UserErrorValue, list)):
+        return payload(user_errors=UserError.list_from(result))
+    return payload(ticket=Ticket.from_model(result))
+
+
+async def open_ticket(info: strawberry.Info, input: OpenTicketInput) -> OpenTicketPayload:
+    context = info.context
+    return _payload(OpenTicketPayload, await ticket_mutations.open_ticket(
+        context.session, context.access, principal=context.signed_in(),
+        account_id=decode_id_of(input.account_id, "Account", field="accountId"),
+        subject=input.subject, body=input.body, department=input.department,
+        cc_emails=list(input.cc_emails), tunables=context.tunables,
+    ))
+
+
+async def reply_to_ticket(info: strawberry.Info, input: ReplyToTicketInput) -> ReplyToTicketPayload:
+    context = info.context
+    return _payload(ReplyToTicketPayload, await ticket_mutations.reply_to_ticket(
+        context.session, context.access, principal=context.signed_in(),
+        ticket_id=decode_id_of(input.ticket_id, "Ticket", field="ticketId"), body=input.body,
+        tunables=context.tunables,
+    ))
+
+
+async def close_ticket(info: strawberry.Info, input: CloseTicketInput) -> CloseTicketPayload:
+    context = info.context
+    return _payload(CloseTicketPayload, await ticket_mutations.close_ticket(
+        context.session, context.access, principal=context.signed_in(),
+        ticket_id=decode_id_of(input.ticket_id, "Ticket", field="ticketId"),
+    ))
+
+
+@strawberry.type
+class TicketMutations:
+    open_ticket: OpenTicketPayload = strawberry.mutation(
+        resolver=open_ticket, description="Needs TICKETS_WRITE on the account (customers)."
+    )
+    reply_to_ticket: ReplyToTicketPayload = strawberry.mutation(
+        resolver=reply_to_ticket,
+        description="Customers with TICKETS_WRITE, and SUPPORT/ADMIN staff. A staff reply "
+        "emails the opener (and the owner), or the owner and support contacts, plus CCs.",
+    )
+    close_ticket: CloseTicketPayload = strawberry.mutation(
+        resolver=close_ticket, description="Needs TICKETS_WRITE on the ticket's account."
+    )

@@ -6,6 +6,7 @@ import strawberry
 
 from models.users import User as UserRow
 from schema.enums import StaffRole
+from schema.relay import encode_global_id
 
 
 @strawberry.type(description="A login: a customer, or internal staff when `staffRole` is set.")
@@ -14,6 +15,10 @@ class User:
     email: str
     name: str
     staff_role: StaffRole | None
+
+    @strawberry.field(description="Identifies the user in mutations such as setSubAccountPermissions.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(encode_global_id("User", self.pk))
 
     @classmethod
     def from_model(cls, row: UserRow) -> User:

@@ -1,0 +1,206 @@
+"""The delivery worker: sends the notification outbox over SMTP, one claimed row at a time.
+
+Each message is claimed, sent and marked in one short transaction of its own:
+
+    UPDATE notifications SET attempts = attempts + 1
+     WHERE id = (SELECT id … WHERE sent_at IS NULL … ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING …
+
+On PostgreSQL the row stays locked until the outcome commits, so a second worker skips it and
+takes the next one; on SQLite the UPDATE takes the database's single write lock, so a second
+worker waits and then sees the row as sent. A send that fails commits ``attempts`` and
+``last_error`` and leaves the row queued for the next run; a worker that dies mid-send rolls
+back, so the row is retried too (the one window for a duplicate is a crash between the SMTP
+server accepting a message and the commit; the stable ``Message-ID`` lets mail systems drop it).
+Without SMTP configured, rows are only marked as sent, as DESIGN §1 asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models.base import utcnow
+from models.notifications import Notification
+
+logger = logging.getLogger("linkgate.delivery")
+
+# Failures after which the connection is not worth using for the rest of the run.
+_CONNECTION_FAILURES = (
+    aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+    aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPHeloError, OSError,
+)
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    hostname: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False  # smtps:// (implicit TLS)
+    start_tls: bool | None = None  # None: STARTTLS when the server offers it
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        """``smtp://[user:pass@]host[:port][?starttls=true|false]`` or ``smtps://…``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("the SMTP URL must look like smtp://user:password@host:port")
+        implicit_tls = parts.scheme == "smtps"
+        start_tls = parse_qs(parts.query).get("starttls", [None])[0]
+        return cls(
+            hostname=parts.hostname, port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit_tls,
+            start_tls=None if start_tls is None else start_tls.lower() in ("1", "true", "yes"),
+        )
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    marked: int = 0  # no SMTP server configured: marked as sent without sending
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    recipient: str
+    subject: str
+    body: str
+    attempts: int
+
+
+def build_message(claimed: _Claimed, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = claimed.recipient
+    message["Subject"] = claimed.subject
+    message["Date"] = formatdate(localtime=False)
+    # Stable per outbox row: a re-sent copy carries the same Message-ID.
+    message["Message-ID"] = make_msgid(idstring=f"notification-{claimed.id}", domain="linkgate")
+    message["X-Linkgate-Notification"] = str(claimed.id)
+    message.set_content(claimed.body)
+    return message
+
+
+async def _claim_next(session: AsyncSession, *, after_id: int, max_attempts: int) -> _Claimed | None:
+    table = Notification.__table__.c
+    due = (table.sent_at.is_(None), table.attempts < max_attempts, table.id > after_id)
+    # A plain read first: an idle worker never takes a lock (SQLite's is the whole database).
+    if await session.scalar(select(table.id).where(*due).limit(1)) is None:
+        return None
+    next_id = (
+        select(table.id).where(*due).order_by(table.id).limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        update(Notification).where(table.id == next_id)
+        .values(attempts=table.attempts + 1)
+        .returning(table.id, table.recipient, table.subject, table.body, table.attempts)
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else _Claimed(*row)
+
+
+async def _finish(session: AsyncSession, claimed: _Claimed, error: str | None) -> None:
+    values: dict[str, Any] = (
+        {"sent_at": utcnow(), "last_error": None} if error is None else {"last_error": error[:500]}
+    )
+    await session.execute(update(Notification).where(Notification.id == claimed.id).values(**values))
+    await session.commit()
+
+
+async def deliver_notifications(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    smtp: SmtpServer | None,
+    sender: str,
+    max_attempts: int = 10,
+    limit: int | None = None,
+) -> DeliveryReport:
+    """Work through the unsent outbox once, oldest first; each row is tried at most once a run.
+
+    Rows that failed ``max_attempts`` times stay in the outbox (unsent, with their last error)
+    but are no longer picked up automatically.
+    """
+    report = DeliveryReport()
+    client: aiosmtplib.SMTP | None = None
+    last_id = 0
+    try:
+        while limit is None or report.sent + report.failed + report.marked < limit:
+            async with sessions() as session:
+                claimed = await _claim_next(session, after_id=last_id, max_attempts=max_attempts)
+                if claimed is None:
+                    await session.rollback()
+                    break
+                last_id = claimed.id
+                if smtp is None:
+                    logger.info("no SMTP server: marking notification %s to %s as sent",
+                                claimed.id, claimed.recipient)
+                    await _finish(session, claimed, None)
+                    report.marked += 1
+                    continue
+                try:
+                    if client is None:
+                        client = aiosmtplib.SMTP(
+                            hostname=smtp.hostname, port=smtp.port, username=smtp.username,
+                            password=smtp.password, use_tls=smtp.use_tls, start_tls=smtp.start_tls,
+                            timeout=30,
+                        )
+                        await client.connect()
+                    await client.send_message(build_message(claimed, sender))
+                except (aiosmtplib.SMTPException, OSError) as error:
+                    logger.warning("notification %s (attempt %s) not sent: %s",
+                                   claimed.id, claimed.attempts, error)
+                    await _finish(session, claimed, f"{type(error).__name__}: {error}")
+                    report.failed += 1
+                    if isinstance(error, _CONNECTION_FAILURES):
+                        break  # the rest stay queued, their attempts untouched
+                    continue
+                await _finish(session, claimed, None)
+                report.sent += 1
+    finally:
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):  # pragma: no cover - best effort
+                client.close()
+    return report
+
+
+async def run_delivery_loop(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    smtp: SmtpServer | None,
+    sender: str,
+    max_attempts: int,
+    interval_seconds: float,
+) -> None:
+    """The optional background loop of ``linkgate serve``: deliver, sleep, repeat, until
+    cancelled. Every replica may run it; the per-row claims keep them from sending twice."""
+    while True:
+        try:
+            report = await deliver_notifications(
+                sessions, smtp=smtp, sender=sender, max_attempts=max_attempts
+            )
+            if report.sent or report.failed or report.marked:
+                logger.info("notification delivery: %s", report)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a database hiccup must not end the loop
+            logger.exception("notification delivery run failed")
+        await asyncio.sleep(interval_seconds)

@@ -1,0 +1,287 @@
+"""Linking accounts into groups and unlinking them (DESIGN §1 "Link groups").
+
+The database holds the invariants: ``link_members`` is unique on ``(kind, account_id)`` (the
+head has a row too), so per kind an account stands in at most one group and chains cannot
+form. The code re-checks them first to answer with a ``userError`` instead of a failed insert;
+the unique index still decides between two concurrent links.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.enrollment import enrollment_token_matches, hash_enrollment_token
+from auth.errors import NotFound, PermissionDenied
+from auth.passwords import verify_password
+from auth.permissions import Permission
+from auth.policy import AccessMap
+from auth.principals import Principal
+from auth.throttle import ThrottleSettings, clear_failures, ensure_not_blocked, record_failure
+from models.accounts import Account, AccountStatus
+from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
+from models.users import User
+from resolvers.accounts import require_account
+from resolvers.audit_log import record_event
+from resolvers.database import begin_write
+from resolvers.user_errors import UserError
+
+MAX_FRIENDLY_NAME = 100
+
+# Verified against when the account number is unknown, so a missing account costs the same.
+_NO_TOKEN_HASH = hash_enrollment_token("linkgate-no-such-account")
+
+
+@dataclass(frozen=True)
+class OwnerCredentials:
+    account_number: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class EnrollmentProof:
+    account_number: str
+    enrollment_token: str
+
+
+Proof = OwnerCredentials | EnrollmentProof
+
+
+@dataclass(frozen=True)
+class Linked:
+    group: LinkGroup
+    head_account_id: int
+    member: LinkMember
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    group: LinkGroup | None  # None when the last member left, which dissolves the group
+    head_account_id: int
+
+
+def throttle_buckets(principal: Principal, account_number: str) -> list[tuple[str, str]]:
+    """Wrong proofs are counted per user and per target account."""
+    return [("link:user", str(principal.user_id)), ("link:account", account_number)]
+
+
+INVALID_PROOF = UserError(
+    message="The account number and proof of control do not match.", code="INVALID_PROOF",
+    field=["proof"],
+)
+ALREADY_LINKED = UserError(
+    message="The account is already in a group of this kind.", code="ALREADY_LINKED",
+    field=["accountNumber"],
+)
+
+
+async def _proven_account(session: AsyncSession, proof: Proof) -> tuple[Account | None, LinkMethod]:
+    """The account the proof is for, or None: a wrong half of a proof is never named."""
+    account = await session.scalar(select(Account).where(Account.number == proof.account_number))
+    if isinstance(proof, EnrollmentProof):
+        matches = enrollment_token_matches(
+            proof.enrollment_token, account.enrollment_token_hash if account else _NO_TOKEN_HASH
+        )
+        return (account if matches and account else None), LinkMethod.ENROLLMENT_TOKEN
+    owner = await session.scalar(select(User).where(User.email == proof.email.strip().lower()))
+    # The password is checked even when the rest is wrong, so every failure costs the same.
+    password_ok = verify_password(owner.password_hash if owner else None, proof.password)
+    proven = account is not None and owner is not None and password_ok and account.owner_id == owner.id
+    return (account if proven else None), LinkMethod.OWNER_CREDENTIALS
+
+
+async def link_account(
+    session: AsyncSession,
+    access: AccessMap,
+    *,
+    principal: Principal,
+    head_account_id: int,
+    kind: LinkKind,
+    proof: Proof,
+    friendly_name: str | None,
+    group_name: str | None,
+    throttle: ThrottleSettings,
+) -> Linked | UserError:
+    """Link the proven account into the group of ``kind`` headed by ``head_account_id``.
+
+    Needs LINKS_MANAGE on the head (and BILLING_MANAGE for a BILLING group). The group is
+    created on the first link.
+    """
+    await begin_write(session)
+    head = await require_account(session, access, head_account_id, Permission.LINKS_MANAGE)
+    if kind is LinkKind.BILLING:
+        access.require(head.id, Permission.BILLING_MANAGE)
+    friendly = " ".join((friendly_name or "").split()) or None
+    if friendly is not None and len(friendly) > MAX_FRIENDLY_NAME:
+        return UserError(
+            message=f"The friendly name is over {MAX_FRIENDLY_NAME} characters.",
+            code="NAME_TOO_LONG", field=["friendlyName"],
+        )
+    group_label = " ".join((group_name or "").split()) or None
+    if group_label is not None and len(group_label) > MAX_FRIENDLY_NAME:
+        return UserError(
+            message=f"The group name is over {MAX_FRIENDLY_NAME} characters.",
+            code="NAME_TOO_LONG", field=["groupName"],
+        )
+    number = proof.account_number.strip().upper()
+    proof = (
+        EnrollmentProof(number, proof.enrollment_token) if isinstance(proof, EnrollmentProof)
+        else OwnerCredentials(number, proof.email, proof.password)
+    )
+    if number == head.number:
+        return UserError(
+            message="An account cannot be linked to itself.", code="SAME_ACCOUNT",
+            field=["accountNumber"],
+        )
+    buckets = throttle_buckets(principal, number)
+    await ensure_not_blocked(session, buckets)
+    target, method = await _proven_account(session, proof)
+    if target is None:
+        for scope, key in buckets:
+            await record_failure(session, scope, key, throttle)
+        await session.commit()
+        return INVALID_PROOF
+    await clear_failures(session, "link:account", number)
+    if AccountStatus.CLOSED in (head.status, target.status):
+        await session.commit()
+        return UserError(
+            message="A closed account cannot be linked.", code="ACCOUNT_CLOSED",
+            field=["accountNumber" if target.status is AccountStatus.CLOSED else "headAccountId"],
+        )
+    places = {
+        row.account_id: row
+        for row in (await session.scalars(
+            select(LinkMember).where(
+                LinkMember.kind == kind, LinkMember.account_id.in_([head.id, target.id])
+            )
+        )).all()
+    }
+    head_place = places.get(head.id)
+    if target.id in places:
+        await session.commit()
+        return ALREADY_LINKED
+    if head_place is not None and not head_place.is_head:
+        await session.commit()
+        return UserError(
+            message="The head account is itself a member of a group of this kind; groups "
+            "do not chain.", code="ALREADY_LINKED", field=["headAccountId"],
+        )
+    # The throttle bookkeeping above is committed on its own: a lost race below rolls back.
+    await session.commit()
+    await begin_write(session)
+    if head_place is not None:
+        # Lock the head's row: an unlink dissolving this group meanwhile either went first
+        # (the row is gone: start a new group) or waits until this link is in.
+        head_place = await session.scalar(
+            select(LinkMember).where(LinkMember.id == head_place.id).with_for_update()
+        )
+    try:
+        if head_place is None:
+            group = LinkGroup(kind=kind, name=group_label)
+            session.add(group)
+            await session.flush()
+            session.add(LinkMember(
+                group_id=group.id, kind=kind, account_id=head.id, is_head=True,
+                linked_via=method,
+            ))
+        else:
+            group = await session.get(LinkGroup, head_place.group_id)
+            assert group is not None
+        member = LinkMember(
+            group_id=group.id, kind=kind, account_id=target.id, is_head=False,
+            friendly_name=friendly, linked_via=method,
+        )
+        session.add(member)
+        await session.flush()
+    except IntegrityError:
+        # A concurrent link won the unique (kind, account_id) index.
+        await session.rollback()
+        return ALREADY_LINKED
+    details = {
+        "kind": kind.value, "group_id": group.id, "head": head.number, "account": target.number,
+        "friendly_name": friendly, "linked_via": method.value,
+    }
+    for account_id in (head.id, target.id):
+        record_event(
+            session, actor=principal, action="link.created", account_id=account_id,
+            target=("link_group", group.id), after=details,
+        )
+    await session.commit()
+    return Linked(group=group, head_account_id=head.id, member=member)
+
+
+async def unlink_account(
+    session: AsyncSession,
+    access: AccessMap,
+    *,
+    principal: Principal,
+    link_group_id: int,
+    account_id: int,
+) -> Unlinked | UserError:
+    """LINKS_MANAGE on the head or on the member itself. The last member out dissolves the group.
+
+    A BILLING unlink changes who pays for charges made from now on; charges already made keep
+    the payer they were made with.
+    """
+    await begin_write(session)
+    group = await session.get(LinkGroup, link_group_id)
+    # Locked (PostgreSQL) so a concurrent link into this group cannot land in a group being
+    # dissolved; on SQLite ``begin_write`` already serialises writers.
+    rows = [] if group is None else list((await session.scalars(
+        select(LinkMember).where(LinkMember.group_id == link_group_id)
+        .order_by(LinkMember.id).with_for_update()
+    )).all())
+    head = next((row for row in rows if row.is_head), None)
+    member = next((row for row in rows if row.account_id == account_id and not row.is_head), None)
+    if group is None or head is None or not (
+        access.can_see(head.account_id) or access.can_see(account_id)
+    ):
+        raise NotFound("No such link group.")
+    if not (access.has(head.account_id, Permission.LINKS_MANAGE)
+            or access.has(account_id, Permission.LINKS_MANAGE)):
+        raise PermissionDenied(
+            "You need the LINKS_MANAGE permission on the head account or on the member.",
+            permission=Permission.LINKS_MANAGE.value,
+        )
+    if account_id == head.account_id:
+        return UserError(
+            message="The head account cannot be unlinked; unlink its members instead.",
+            code="HEAD_ACCOUNT", field=["accountId"],
+        )
+    if member is None:
+        return UserError(
+            message="The account is not a member of this group.", code="NOT_LINKED",
+            field=["accountId"],
+        )
+    rows = (await session.execute(
+        select(Account.id, Account.number).where(Account.id.in_([head.account_id, account_id]))
+    )).all()
+    numbers = {pk: number for pk, number in rows}
+    details = {
+        "kind": group.kind.value, "group_id": group.id, "head": numbers[head.account_id],
+        "account": numbers[account_id], "friendly_name": member.friendly_name,
+        "linked_via": member.linked_via.value,
+    }
+    await session.execute(delete(LinkMember).where(LinkMember.id == member.id))
+    remaining = await session.scalar(
+        select(func.count()).select_from(LinkMember).where(
+            LinkMember.group_id == group.id, LinkMember.is_head.is_(False)
+        )
+    )
+    dissolved = not remaining
+    if dissolved:
+        # The head leaves too; the group row stays, so charges and invoices made while it
+        # existed keep pointing at it (their payer never changes).
+        await session.execute(delete(LinkMember).where(LinkMember.id == head.id))
+    for audited in (head.account_id, account_id):
+        record_event(
+            session, actor=principal, action="link.removed", account_id=audited,
+            target=("link_group", group.id), before=details,
+            after={"group_dissolved": dissolved},
+        )
+    await session.commit()
+    return Unlinked(group=None if dissolved else group, head_account_id=head.account_id)

@@ -1,0 +1,233 @@
+"""Opening, replying to and closing tickets; who is emailed when staff replies (DESIGN §1)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.errors import NotFound, PermissionDenied
+from auth.permissions import Permission
+from auth.policy import AccessMap
+from auth.principals import Principal
+from models.accounts import Account, AccountStatus
+from models.base import utcnow
+from models.contacts import Contact, EmailPreference
+from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
+from models.users import User
+from resolvers.accounts import require_account
+from resolvers.audit_log import record_event
+from resolvers.database import begin_write
+from resolvers.outbox import queue_email
+from resolvers.tunables import Tunables
+from resolvers.user_errors import UserError
+from resolvers.validation import clean_email
+
+MAX_SUBJECT = 200
+MAX_CC_EMAILS = 10
+TICKET_NUMBER_PREFIX = "TKT-"
+FIRST_TICKET_NUMBER = 100001
+TICKET_NUMBER_LOCK = 0x4C47_544B  # any constant shared by every opener ("LGTK")
+_NUMBER = re.compile(r"^TKT-(\d{1,12})$")
+
+
+def _clean_body(body: str, tunables: Tunables) -> str | UserError:
+    text = body.strip()
+    if not text:
+        return UserError(message="The message cannot be empty.", code="BODY_EMPTY", field=["body"])
+    limit = tunables.max_ticket_body_chars
+    if len(text) > limit:
+        return UserError(
+            message=f"The message is {len(text):,} characters long; the limit is {limit:,}.",
+            code="BODY_TOO_LONG", field=["body"],
+        )
+    return text
+
+
+def _clean_subject(subject: str) -> str | UserError:
+    text = " ".join(subject.split())
+    if not text:
+        return UserError(message="The subject cannot be empty.", code="SUBJECT_EMPTY", field=["subject"])
+    if len(text) > MAX_SUBJECT:
+        return UserError(
+            message=f"The subject is over {MAX_SUBJECT} characters.", code="SUBJECT_TOO_LONG",
+            field=["subject"],
+        )
+    return text
+
+
+def _clean_cc(emails: list[str]) -> list[str] | list[UserError]:
+    if len(emails) > MAX_CC_EMAILS:
+        return [UserError(message=f"At most {MAX_CC_EMAILS} CC addresses.", code="TOO_MANY_CC",
+                          field=["ccEmails"])]
+    cleaned: list[str] = []
+    errors: list[UserError] = []
+    for index, email in enumerate(emails):
+        checked = clean_email(email, field="ccEmails")
+        if isinstance(checked, UserError):
+            errors.append(UserError(message=checked.message, code=checked.code,
+                                    field=["ccEmails", str(index)]))
+        elif checked not in cleaned:
+            cleaned.append(checked)
+    return errors or cleaned
+
+
+async def _next_number(session: AsyncSession) -> str:
+    """One past the highest ``TKT-<digits>`` number (the demo starts at TKT-100001); numbers
+    in any other shape (imported, say) are left out of the count.
+
+    Openers take turns until they commit: a transaction-level advisory lock on PostgreSQL, the
+    write lock (``begin_write``) on SQLite; the unique index stays the last word.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TICKET_NUMBER_LOCK})
+    highest = await session.scalar(
+        select(Ticket.number).where(Ticket.number.regexp_match(f"^{TICKET_NUMBER_PREFIX}[0-9]+$"))
+        .order_by(func.length(Ticket.number).desc(), Ticket.number.desc()).limit(1)
+    )
+    match = _NUMBER.match(highest or "")
+    last = int(match.group(1)) if match else 0
+    return f"{TICKET_NUMBER_PREFIX}{max(last + 1, FIRST_TICKET_NUMBER)}"
+
+
+async def open_ticket(
+    session: AsyncSession, access: AccessMap, *, principal: Principal, account_id: int,
+    subject: str, body: str, department: Department, cc_emails: list[str], tunables: Tunables,
+) -> Ticket | list[UserError]:
+    """TICKETS_WRITE; customers open tickets (staff answer them)."""
+    if principal.is_staff:
+        raise PermissionDenied("Staff reply to tickets; customers open them.")
+    account = await require_account(session, access, account_id, Permission.TICKETS_WRITE)
+    checked = [_clean_subject(subject), _clean_body(body, tunables)]
+    errors = [value for value in checked if isinstance(value, UserError)]
+    cc = _clean_cc(cc_emails)
+    errors += [value for value in cc if isinstance(value, UserError)]
+    if account.status is AccountStatus.CLOSED:
+        errors.append(UserError(message="The account is closed.", code="ACCOUNT_CLOSED",
+                                field=["accountId"]))
+    if errors:
+        return errors
+    clean_subject, clean_body = str(checked[0]), str(checked[1])
+    opener = await session.get(User, principal.user_id)
+    assert opener is not None
+    opener_id, opener_name, opener_email = opener.id, opener.name, opener.email
+    # Ticket numbers come from the highest one so far, openers taking turns (see
+    # ``_next_number``); should two still pick the same, the unique index sends the loser round
+    # again. The insert is the transaction's first write, so a retry loses nothing.
+    for _attempt in range(5):
+        await begin_write(session)  # on SQLite this also serialises the numbering
+        now = utcnow()
+        ticket = Ticket(
+            account_id=account_id, number=await _next_number(session), subject=clean_subject,
+            department=department, status=TicketStatus.OPEN, opened_by_user_id=opener_id,
+            opened_by_name=opener_name, opened_by_email=opener_email,
+            cc_emails=list(cc), created_at=now, updated_at=now,
+        )
+        session.add(ticket)
+        try:
+            await session.flush()
+        except IntegrityError:
+            await session.rollback()
+            continue
+        break
+    else:  # pragma: no cover - five lost races in a row
+        raise RuntimeError("could not allocate a ticket number")
+    session.add(TicketMessage(
+        ticket_id=ticket.id, author_user_id=opener_id, author_name=opener_name,
+        author_kind=AuthorKind.CUSTOMER, body=clean_body, created_at=now,
+    ))
+    await session.commit()
+    return ticket
+
+
+async def _require_ticket(session: AsyncSession, access: AccessMap, ticket_id: int) -> Ticket:
+    """Another customer's ticket is NOT_FOUND; a visible one needs TICKETS_WRITE."""
+    await begin_write(session)
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None or not access.can_see(ticket.account_id):
+        raise NotFound("No such ticket.")
+    await require_account(session, access, ticket.account_id, Permission.TICKETS_WRITE)
+    return ticket
+
+
+def _closed(ticket: Ticket) -> UserError:
+    return UserError(message=f"Ticket {ticket.number} is closed.", code="TICKET_CLOSED",
+                     field=["ticketId"])
+
+
+async def staff_reply_recipients(session: AsyncSession, ticket: Ticket) -> list[str]:
+    """DESIGN §1: opened by the owner → the owner and every support contact; opened by a
+    sub-account user or a contact → that opener, CC the owner, no one else; plus the CCs."""
+    account = await session.get(Account, ticket.account_id)
+    assert account is not None
+    owner_email = await session.scalar(select(User.email).where(User.id == account.owner_id))
+    assert owner_email is not None
+    if ticket.opened_by_user_id == account.owner_id:
+        support = (await session.scalars(
+            select(Contact.email).where(
+                Contact.account_id == account.id, Contact.is_support_contact.is_(True)
+            ).order_by(Contact.id)
+        )).all()
+        recipients = [owner_email, *support]
+    else:
+        recipients = [ticket.opened_by_email, owner_email]
+    return [*recipients, *ticket.cc_emails]
+
+
+async def reply_to_ticket(
+    session: AsyncSession, access: AccessMap, *, principal: Principal, ticket_id: int,
+    body: str, tunables: Tunables,
+) -> Ticket | UserError:
+    """Customers with TICKETS_WRITE and staff holding it (SUPPORT, ADMIN). A staff reply
+    emails the people DESIGN §1 names and is audited."""
+    ticket = await _require_ticket(session, access, ticket_id)
+    checked = _clean_body(body, tunables)
+    if isinstance(checked, UserError):
+        return checked
+    if ticket.status is TicketStatus.CLOSED:
+        return _closed(ticket)
+    author = await session.get(User, principal.user_id)
+    assert author is not None
+    now = utcnow()
+    kind = AuthorKind.STAFF if principal.is_staff else AuthorKind.CUSTOMER
+    session.add(TicketMessage(
+        ticket_id=ticket.id, author_user_id=author.id, author_name=author.name,
+        author_kind=kind, body=checked, created_at=now,
+    ))
+    before = ticket.status
+    ticket.status = TicketStatus.ANSWERED if principal.is_staff else TicketStatus.CUSTOMER_REPLY
+    ticket.updated_at = now
+    if principal.is_staff:
+        queue_email(
+            session, recipients=await staff_reply_recipients(session, ticket),
+            category=EmailPreference.SUPPORT, subject=f"[{ticket.number}] {ticket.subject}",
+            body=checked, account_id=ticket.account_id, related=("ticket", ticket.id),
+        )
+        record_event(
+            session, actor=principal, action="ticket.replied", account_id=ticket.account_id,
+            target=("ticket", ticket.id), before={"status": before.value},
+            after={"status": ticket.status.value, "number": ticket.number},
+        )
+    await session.commit()
+    return ticket
+
+
+async def close_ticket(
+    session: AsyncSession, access: AccessMap, *, principal: Principal, ticket_id: int
+) -> Ticket | UserError:
+    ticket = await _require_ticket(session, access, ticket_id)
+    if ticket.status is TicketStatus.CLOSED:
+        return _closed(ticket)
+    before = ticket.status
+    ticket.status = TicketStatus.CLOSED
+    ticket.updated_at = utcnow()
+    if principal.is_staff:
+        record_event(
+            session, actor=principal, action="ticket.closed", account_id=ticket.account_id,
+            target=("ticket", ticket.id), before={"status": before.value},
+            after={"status": TicketStatus.CLOSED.value, "number": ticket.number},
+        )
+    await session.commit()
+    return ticket

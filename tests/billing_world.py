@@ -1,0 +1,108 @@
+"""Fresh customers for the billing tests: users, accounts, links and contacts of their own,
+inserted with the ORM, so no test changes the demo data other tests read."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth.tokens import TokenSettings
+from models import (
+    Account, CreditLedgerEntry, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod,
+    Membership, StaffRole, User,
+)
+from models.database import create_session_factory
+from schema.relay import encode_global_id
+from tests.conftest import TEST_SECRET
+
+
+def token_for(user_id: int, version: int = 1) -> str:
+    return TokenSettings(secret=TEST_SECRET).issue(user_id=user_id, token_version=version)
+
+
+@dataclass
+class Customer:
+    user_id: int
+    email: str
+    token: str
+    account_ids: list[int] = field(default_factory=list)
+
+    def gid(self, index: int = 0) -> str:
+        return encode_global_id("Account", self.account_ids[index])
+
+
+async def new_user(engine: AsyncEngine, *, role: StaffRole | None = None, tag: str = "") -> tuple[int, str, str]:
+    tag = tag or uuid.uuid4().hex[:12]
+    email = f"billing-{tag}@test.example"
+    async with create_session_factory(engine)() as session:
+        user = User(email=email, name=f"Billing {tag}", password_hash="not-a-hash",
+                    staff_role=role, token_version=1)
+        session.add(user)
+        await session.commit()
+        return user.id, email, token_for(user.id)
+
+
+async def new_customer(
+    engine: AsyncEngine, *, accounts: int = 1, balances: list[int] | None = None,
+) -> Customer:
+    """A user owning ``accounts`` new accounts, each opened with its ``balances`` entry."""
+    user_id, email, token = await new_user(engine)
+    balances = balances or [0] * accounts
+    customer = Customer(user_id, email, token)
+    async with create_session_factory(engine)() as session:
+        for index, balance in enumerate(balances):
+            # "Zulu": staff list every account by name; ours sort after the demo's.
+            account = Account(
+                number=f"ACC-B{uuid.uuid4().hex[:12].upper()}", name=f"Zulu billing test {index}",
+                owner_id=user_id, enrollment_token_hash="not-a-hash", credit_balance=balance,
+            )
+            session.add(account)
+            await session.flush()
+            if balance:
+                session.add(CreditLedgerEntry(account_id=account.id, kind=LedgerEntryKind.PURCHASE,
+                                              delta=balance, balance_after=balance, note="Opening"))
+            customer.account_ids.append(account.id)
+        await session.commit()
+    return customer
+
+
+async def grant(engine: AsyncEngine, user_id: int, account_id: int, permissions: list[str]) -> None:
+    async with create_session_factory(engine)() as session:
+        session.add(Membership(user_id=user_id, account_id=account_id, permissions=permissions))
+        await session.commit()
+
+
+async def link_billing(engine: AsyncEngine, head_id: int, member_ids: list[int]) -> int:
+    """A BILLING group headed by ``head_id``; returns the group id."""
+    async with create_session_factory(engine)() as session:
+        group = LinkGroup(kind=LinkKind.BILLING, name=f"Billing group {uuid.uuid4().hex[:6]}")
+        session.add(group)
+        await session.flush()
+        for account_id in [head_id, *member_ids]:
+            session.add(LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=account_id,
+                                   is_head=account_id == head_id, friendly_name=None,
+                                   linked_via=LinkMethod.SAME_OWNER))
+        await session.commit()
+        return group.id
+
+
+async def scalar(engine: AsyncEngine, statement: Any) -> Any:
+    async with create_session_factory(engine)() as session:
+        return await session.scalar(statement)
+
+
+async def rows(engine: AsyncEngine, statement: Any) -> list[Any]:
+    async with create_session_factory(engine)() as session:
+        return list((await session.scalars(statement)).all())
+
+
+async def balance_and_ledger_sum(engine: AsyncEngine, account_id: int) -> tuple[int, int]:
+    async with create_session_factory(engine)() as session:
+        balance = await session.scalar(select(Account.credit_balance).where(Account.id == account_id))
+        total = await session.scalar(select(func.coalesce(func.sum(CreditLedgerEntry.delta), 0))
+                                     .where(CreditLedgerEntry.account_id == account_id))
+        return int(balance), int(total)

@@ -1,0 +1,135 @@
+"""addContact, updateContact, deleteContact over HTTP (issue 5 part 3)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.accounts import Membership
+from models.audit import AuditEvent
+from models.contacts import Contact
+from schema.relay import decode_global_id
+from tests.conftest import GraphQLClient
+from tests.customers import (
+    ADD_CONTACT, add_contact, audit_actions, count_rows, new_customer, new_sub_account,
+    permissions_on,
+)
+
+UPDATE = """
+mutation($input: UpdateContactInput!) {
+  updateContact(input: $input) {
+    contact { id name email phone isSupportContact emailPreferences address { line1 city country } }
+    userErrors { field message code }
+  }
+}
+"""
+DELETE = """
+mutation($input: DeleteContactInput!) {
+  deleteContact(input: $input) { deletedContactId userErrors { code } }
+}
+"""
+CONTACTS = """
+query($n: String!) { viewer { account(number: $n) { contacts { id email subAccount { permissions } } } } }
+"""
+
+
+def pk(global_id: str) -> int:
+    return decode_global_id(global_id)[1]
+
+
+async def test_add_contact_with_preferences_and_address(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    payload = await add_contact(
+        gql, owner.token, owner.account.id, name=" Ivy  Invoice ", email="Ivy@Example.COM",
+        phone="+31 10 555", isSupportContact=True, emailPreferences=["INVOICE", "SUPPORT", "INVOICE"],
+        address={"line1": "1 Main St", "city": "Utrecht", "country": "nl"},
+    )
+    assert payload["userErrors"] == []
+    contact = payload["contact"]
+    assert contact["name"] == "Ivy Invoice" and contact["email"] == "ivy@example.com"
+    assert contact["isSupportContact"] is True
+    assert contact["emailPreferences"] == ["INVOICE", "SUPPORT"]
+    assert contact["address"] == {"line1": "1 Main St", "city": "Utrecht", "country": "NL"}
+    listed = await gql.execute(CONTACTS, {"n": owner.account.number}, token=owner.token)
+    assert [c["email"] for c in listed["data"]["viewer"]["account"]["contacts"]] == ["ivy@example.com"]
+    assert await audit_actions(engine, owner.account.number) == ["contact.added"]
+
+
+async def test_invalid_contact_input_is_refused_and_nothing_written(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    account_pk = pk(owner.account.id)
+    cases = [
+        ({"email": "not-an-email"}, "INVALID_EMAIL", ["email"]),
+        ({"email": "a@b"}, "INVALID_EMAIL", ["email"]),
+        ({"name": "   "}, "NAME_EMPTY", ["name"]),
+        ({"phone": "1" * 41}, "TOO_LONG", ["phone"]),
+        ({"address": {"country": "Netherlands"}}, "INVALID_COUNTRY", ["address", "country"]),
+    ]
+    for fields, code, field in cases:
+        values = {"accountId": owner.account.id, "name": "Nora", "email": "nora@example.com", **fields}
+        result = await gql.execute(ADD_CONTACT, {"input": values}, token=owner.token)
+        payload = result["data"]["addContact"]
+        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, field)], fields
+        assert payload["contact"] is None
+    assert await count_rows(engine, Contact, Contact.account_id == account_pk) == 0
+    assert await count_rows(engine, AuditEvent, AuditEvent.account_id == account_pk) == 0
+    # One email once per account.
+    await add_contact(gql, owner.token, owner.account.id, email="nora@example.com")
+    again = await add_contact(gql, owner.token, owner.account.id, email="NORA@example.com")
+    assert [e["code"] for e in again["userErrors"]] == ["EMAIL_TAKEN"]
+
+
+async def test_contacts_need_contacts_manage(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    reader = await new_sub_account(gql, owner.token, owner.account.id, ["CONTACTS_READ"])
+    stranger = await new_customer(gql)
+    values = {"accountId": owner.account.id, "name": "Mallory", "email": "m@example.com"}
+    denied = await gql.execute(ADD_CONTACT, {"input": values}, token=reader.token)
+    assert denied["errors"][0]["extensions"] == {"code": "FORBIDDEN", "permission": "CONTACTS_MANAGE"}
+    hidden = await gql.execute(ADD_CONTACT, {"input": values}, token=stranger.token)
+    assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    contact_id = (await gql.execute(CONTACTS, {"n": owner.account.number}, token=owner.token)
+                  )["data"]["viewer"]["account"]["contacts"][0]["id"]  # the reader's own contact
+    for token, code in ((reader.token, "FORBIDDEN"), (stranger.token, "NOT_FOUND")):
+        update = await gql.execute(UPDATE, {"input": {"contactId": contact_id, "name": "X"}}, token=token)
+        delete = await gql.execute(DELETE, {"input": {"contactId": contact_id}}, token=token)
+        assert update["errors"][0]["extensions"]["code"] == code
+        assert delete["errors"][0]["extensions"]["code"] == code
+    assert await count_rows(engine, Contact, Contact.account_id == pk(owner.account.id)) == 1
+
+
+async def test_update_contact_changes_only_what_is_given(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    contact = (await add_contact(gql, owner.token, owner.account.id, name="Pat", phone="+1 555",
+                                 emailPreferences=["GENERAL"]))["contact"]
+    result = await gql.execute(UPDATE, {"input": {
+        "contactId": contact["id"], "isSupportContact": True, "emailPreferences": ["SUPPORT", "PRODUCT"],
+    }}, token=owner.token)
+    updated = result["data"]["updateContact"]["contact"]
+    assert updated["name"] == "Pat" and updated["phone"] == "+1 555" and updated["isSupportContact"]
+    assert updated["emailPreferences"] == ["PRODUCT", "SUPPORT"]
+    cleared = await gql.execute(UPDATE, {"input": {"contactId": contact["id"], "phone": None}},
+                                token=owner.token)
+    assert cleared["data"]["updateContact"]["contact"]["phone"] is None
+    bad = await gql.execute(UPDATE, {"input": {"contactId": contact["id"], "email": "nope"}},
+                            token=owner.token)
+    assert [e["code"] for e in bad["data"]["updateContact"]["userErrors"]] == ["INVALID_EMAIL"]
+    assert (await gql.execute(CONTACTS, {"n": owner.account.number}, token=owner.token)
+            )["data"]["viewer"]["account"]["contacts"][0]["email"] == contact["email"]
+    assert (await audit_actions(engine, owner.account.number)).count("contact.updated") == 2
+
+
+async def test_deleting_a_contact_revokes_its_sub_account_in_the_same_transaction(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    sub = await new_sub_account(gql, owner.token, owner.account.id, ["SERVICES_READ", "TICKETS_READ"])
+    assert await permissions_on(gql, sub.token, owner.account.number) == {"SERVICES_READ", "TICKETS_READ"}
+    result = await gql.execute(DELETE, {"input": {"contactId": sub.contact_id}}, token=owner.token)
+    assert result["data"]["deleteContact"] == {"deletedContactId": sub.contact_id, "userErrors": []}
+    # At once: the sub-account's very next request sees nothing of the account.
+    assert await permissions_on(gql, sub.token, owner.account.number) is None
+    assert await count_rows(engine, Membership, Membership.account_id == pk(owner.account.id)) == 0
+    assert await count_rows(engine, Contact, Contact.id == pk(sub.contact_id)) == 0
+    assert (await audit_actions(engine, owner.account.number))[-1] == "contact.deleted"
+    gone = await gql.execute(DELETE, {"input": {"contactId": sub.contact_id}}, token=owner.token)
+    assert gone["errors"][0]["extensions"]["code"] == "NOT_FOUND"

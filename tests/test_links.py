@@ -1,0 +1,398 @@
+"""Linking and unlinking accounts over HTTP (DESIGN §1 "Link groups", issue 5 part 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth.permissions import LINK_SCOPES
+from models.accounts import Account, AccountStatus
+from models.audit import AuditEvent
+from models.database import create_session_factory
+from models.links import LinkKind, LinkMember, LinkMethod
+from models.throttle import ThrottleBucket
+from schema.relay import decode_global_id
+from tests.conftest import GraphQLClient
+from tests.customers import (
+    PASSWORD, Customer, audit_actions, count_rows, new_customer, new_sub_account, permissions_on,
+    register,
+)
+
+LINK = """
+mutation($input: LinkAccountInput!) {
+  linkAccount(input: $input) {
+    linkGroup { id kind name head { number } members { account { number } friendlyName linkedVia } }
+    userErrors { field message code }
+  }
+}
+"""
+UNLINK = """
+mutation($input: UnlinkAccountInput!) {
+  unlinkAccount(input: $input) {
+    linkGroup { id members { account { number } } }
+    userErrors { field message code }
+  }
+}
+"""
+LINK_GROUPS = """
+query($n: String!) { viewer { account(number: $n) { linkGroups { id kind head { number } } } } }
+"""
+
+# Every permission that some link kind lets flow, and some that never flow.
+SUB_ACCOUNT_PERMISSIONS = [
+    "INVOICES_READ", "CREDITS_READ", "BILLING_MANAGE", "SERVICES_READ", "TICKETS_READ",
+    "PROFILE_MANAGE", "EMAILS_READ", "CONTACTS_MANAGE", "LINKS_MANAGE", "AUDIT_READ",
+]
+
+
+def by_credentials(owner: Customer, number: str, password: str = PASSWORD) -> dict[str, Any]:
+    return {"credentials": {"accountNumber": number, "email": owner.email, "password": password}}
+
+
+def by_enrollment(number: str, token: str) -> dict[str, Any]:
+    return {"enrollment": {"accountNumber": number, "enrollmentToken": token}}
+
+
+async def link(
+    gql: GraphQLClient, token: str, head_id: str, kind: str, proof: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    variables = {"input": {"headAccountId": head_id, "kind": kind, **proof, **extra}}
+    return await gql.execute(LINK, variables, token=token)
+
+
+async def unlink(gql: GraphQLClient, token: str, group_id: str, account_id: str) -> dict[str, Any]:
+    return await gql.execute(
+        UNLINK, {"input": {"linkGroupId": group_id, "accountId": account_id}}, token=token
+    )
+
+
+def codes(payload: dict[str, Any]) -> list[str]:
+    return [error["code"] for error in payload["userErrors"]]
+
+
+def error_codes(result: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in result.get("errors", [])]
+
+
+async def link_rows(engine: AsyncEngine, number: str) -> int:
+    from sqlalchemy import select
+
+    async with create_session_factory(engine)() as session:
+        account_id = await session.scalar(select(Account.id).where(Account.number == number))
+    return await count_rows(engine, LinkMember, LinkMember.account_id == account_id)
+
+
+# --- linking, and what flows ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["MANAGEMENT", "BILLING"])
+@pytest.mark.parametrize("method", ["OWNER_CREDENTIALS", "ENROLLMENT_TOKEN"])
+async def test_sub_accounts_of_the_head_get_exactly_the_flowing_half_until_unlinked(
+    gql: GraphQLClient, engine: AsyncEngine, kind: str, method: str
+) -> None:
+    owner = await new_customer(gql, "Head Office Ltd")
+    member = await register(gql, owner.token, "Branch Ltd")
+    sub = await new_sub_account(gql, owner.token, owner.account.id, SUB_ACCOUNT_PERMISSIONS)
+    assert await permissions_on(gql, sub.token, member.number) is None
+
+    proof = (by_credentials(owner, member.number) if method == "OWNER_CREDENTIALS"
+             else by_enrollment(member.number, member.enrollment_token))
+    result = await link(gql, owner.token, owner.account.id, kind, proof,
+                        friendlyName="  Branch  ", groupName="Our group")
+    payload = result["data"]["linkAccount"]
+    assert payload["userErrors"] == [], result
+    group = payload["linkGroup"]
+    assert group["kind"] == kind and group["name"] == "Our group"
+    assert group["head"]["number"] == owner.account.number
+    assert group["members"] == [{"account": {"number": member.number}, "friendlyName": "Branch",
+                                 "linkedVia": method}]
+
+    flowing = {p.value for p in LINK_SCOPES[LinkKind(kind)]} & set(SUB_ACCOUNT_PERMISSIONS)
+    assert flowing  # the test would prove nothing with an empty half
+    assert await permissions_on(gql, sub.token, member.number) == flowing
+    assert not flowing & {"CONTACTS_MANAGE", "LINKS_MANAGE", "AUDIT_READ"}
+    # The head's own permissions are untouched.
+    assert await permissions_on(gql, sub.token, owner.account.number) == set(SUB_ACCOUNT_PERMISSIONS)
+
+    removed = (await unlink(gql, owner.token, group["id"], member.id))["data"]["unlinkAccount"]
+    assert removed["userErrors"] == [] and removed["linkGroup"] is None  # last member: dissolved
+    assert await permissions_on(gql, sub.token, member.number) is None
+    assert await link_rows(engine, member.number) == 0
+    for number in (owner.account.number, member.number):
+        actions = await audit_actions(engine, number)
+        assert actions.count("link.created") == 1 and actions.count("link.removed") == 1
+
+
+async def test_both_kinds_at_once_add_up_and_unlink_one_at_a_time(gql: GraphQLClient) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    sub = await new_sub_account(gql, owner.token, owner.account.id, SUB_ACCOUNT_PERMISSIONS)
+    groups = {}
+    for kind in ("MANAGEMENT", "BILLING"):
+        result = await link(gql, owner.token, owner.account.id, kind,
+                            by_enrollment(member.number, member.enrollment_token))
+        assert result["data"]["linkAccount"]["userErrors"] == [], result
+        groups[kind] = result["data"]["linkAccount"]["linkGroup"]["id"]
+    management = {"SERVICES_READ", "TICKETS_READ", "PROFILE_MANAGE", "EMAILS_READ"}
+    billing = {"INVOICES_READ", "CREDITS_READ", "BILLING_MANAGE"}
+    assert await permissions_on(gql, sub.token, member.number) == management | billing
+
+    listed = await gql.execute(LINK_GROUPS, {"n": member.number}, token=sub.token)
+    assert {g["kind"] for g in listed["data"]["viewer"]["account"]["linkGroups"]} == {"MANAGEMENT", "BILLING"}
+
+    assert (await unlink(gql, owner.token, groups["BILLING"], member.id))["data"]["unlinkAccount"]["userErrors"] == []
+    assert await permissions_on(gql, sub.token, member.number) == management
+    assert (await unlink(gql, owner.token, groups["MANAGEMENT"], member.id))["data"]["unlinkAccount"]["userErrors"] == []
+    assert await permissions_on(gql, sub.token, member.number) is None
+
+
+async def test_linking_another_customers_account_with_its_enrollment_token(gql: GraphQLClient) -> None:
+    head_owner = await new_customer(gql, "Group HQ")
+    other = await new_customer(gql, "Acquired Co")
+    assert await permissions_on(gql, head_owner.token, other.account.number) is None
+    result = await link(gql, head_owner.token, head_owner.account.id, "MANAGEMENT",
+                        by_enrollment(f" {other.account.number.lower()} ", other.account.enrollment_token))
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    # The head's owner holds everything on the head; the MANAGEMENT half flows to the member.
+    assert await permissions_on(gql, head_owner.token, other.account.number) == {
+        p.value for p in LINK_SCOPES[LinkKind.MANAGEMENT]
+    }
+    # The member's own owner keeps everything, and can unlink from the member's side.
+    group_id = result["data"]["linkAccount"]["linkGroup"]["id"]
+    removed = await unlink(gql, other.token, group_id, other.account.id)
+    assert removed["data"]["unlinkAccount"]["userErrors"] == [], removed
+    assert await permissions_on(gql, head_owner.token, other.account.number) is None
+
+
+async def test_a_second_member_joins_the_existing_group(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    first, second = await register(gql, owner.token, "One"), await register(gql, owner.token, "Two")
+    ids = []
+    for account in (first, second):
+        result = await link(gql, owner.token, owner.account.id, "BILLING",
+                            by_credentials(owner, account.number))
+        ids.append(result["data"]["linkAccount"]["linkGroup"]["id"])
+    assert ids[0] == ids[1]
+    members = (await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                          by_credentials(owner, first.number)))["data"]["linkAccount"]["linkGroup"]
+    assert members["id"] != ids[0]
+    remaining = (await unlink(gql, owner.token, ids[0], first.id))["data"]["unlinkAccount"]["linkGroup"]
+    assert remaining == {"id": ids[0], "members": [{"account": {"number": second.number}}]}
+
+
+# --- invariants and bad input: a clear error, nothing written -------------------------------
+
+
+async def test_an_account_cannot_be_linked_to_itself(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    result = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                        by_credentials(owner, owner.account.number))
+    assert codes(result["data"]["linkAccount"]) == ["SAME_ACCOUNT"]
+    assert await link_rows(engine, owner.account.number) == 0
+
+
+async def test_one_group_per_kind_and_no_chains(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    other_head = await register(gql, owner.token, "Second head")
+    member = await register(gql, owner.token, "Member")
+    third = await register(gql, owner.token, "Third")
+    ok = await link(gql, owner.token, owner.account.id, "MANAGEMENT", by_credentials(owner, member.number))
+    assert ok["data"]["linkAccount"]["userErrors"] == []
+    before = await count_rows(engine, AuditEvent)
+
+    # The member cannot join a second MANAGEMENT group...
+    again = await link(gql, owner.token, other_head.id, "MANAGEMENT", by_credentials(owner, member.number))
+    assert codes(again["data"]["linkAccount"]) == ["ALREADY_LINKED"]
+    # ...nor can the head become a member of another group of that kind...
+    head_in = await link(gql, owner.token, other_head.id, "MANAGEMENT",
+                         by_credentials(owner, owner.account.number))
+    assert codes(head_in["data"]["linkAccount"]) == ["ALREADY_LINKED"]
+    # ...nor can a member head a group of its own (no chains).
+    chain = await link(gql, owner.token, member.id, "MANAGEMENT", by_credentials(owner, third.number))
+    assert codes(chain["data"]["linkAccount"]) == ["ALREADY_LINKED"]
+    assert chain["data"]["linkAccount"]["userErrors"][0]["field"] == ["headAccountId"]
+
+    assert await link_rows(engine, other_head.number) == 0
+    assert await link_rows(engine, third.number) == 0
+    assert await link_rows(engine, member.number) == 1
+    assert await count_rows(engine, AuditEvent) == before
+    # The other kind is a separate link.
+    billing = await link(gql, owner.token, other_head.id, "BILLING", by_credentials(owner, member.number))
+    assert billing["data"]["linkAccount"]["userErrors"] == []
+
+
+async def test_the_database_holds_one_group_per_kind_by_itself(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    result = await link(gql, owner.token, owner.account.id, "MANAGEMENT", by_credentials(owner, member.number))
+    group_id = decode_global_id(result["data"]["linkAccount"]["linkGroup"]["id"])[1]
+    _, member_pk = decode_global_id(member.id)
+    async with create_session_factory(engine)() as session:
+        session.add(LinkMember(group_id=group_id, kind=LinkKind.MANAGEMENT, account_id=member_pk,
+                               linked_via=LinkMethod.STAFF))
+        with pytest.raises(IntegrityError):
+            await session.flush()
+
+
+async def test_closed_accounts_cannot_be_linked(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    closed = await register(gql, owner.token, "Closed Co")
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(Account).where(Account.number == closed.number)
+                              .values(status=AccountStatus.CLOSED))
+        await session.commit()
+    result = await link(gql, owner.token, owner.account.id, "BILLING", by_credentials(owner, closed.number))
+    assert codes(result["data"]["linkAccount"]) == ["ACCOUNT_CLOSED"]
+    assert await link_rows(engine, closed.number) == 0
+    assert await link_rows(engine, owner.account.number) == 0
+
+
+async def test_wrong_proofs_read_the_same_and_write_nothing(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    other = await register(gql, owner.token, "Other")
+    stranger = await new_customer(gql)
+    # Four wrong proofs for one account (the throttle blocks at five).
+    proofs = [
+        by_credentials(owner, member.number, password="wrong password!"),
+        {"credentials": {"accountNumber": member.number, "email": "nobody@example.com", "password": PASSWORD}},
+        # The owner of another account proves nothing about this one.
+        {"credentials": {"accountNumber": member.number, "email": stranger.email, "password": PASSWORD}},
+        # A real token, but of a different account.
+        by_enrollment(member.number, other.enrollment_token),
+    ]
+    # And two more against other numbers.
+    proofs += [by_enrollment(other.number, "ENR-not-the-token"),
+               by_enrollment("ACC-999999999", member.enrollment_token)]
+    messages = set()
+    second_caller = await new_customer(gql)  # the throttle also counts per user
+    for index, proof in enumerate(proofs):
+        caller = owner if index < 4 else second_caller
+        result = await link(gql, caller.token, caller.account.id, "MANAGEMENT", proof)
+        payload = result["data"]["linkAccount"]
+        assert codes(payload) == ["INVALID_PROOF"], (proof, result)
+        assert payload["linkGroup"] is None
+        messages.add(payload["userErrors"][0]["message"])
+    assert len(messages) == 1  # never says which half was wrong
+    assert await link_rows(engine, member.number) == 0
+    assert await link_rows(engine, owner.account.number) == 0
+    assert "link.created" not in await audit_actions(engine, owner.account.number)
+
+
+async def test_exactly_one_proof_is_required(gql: GraphQLClient) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    none = await link(gql, owner.token, owner.account.id, "MANAGEMENT", {})
+    both = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                      {**by_credentials(owner, member.number),
+                       **by_enrollment(member.number, member.enrollment_token)})
+    assert codes(none["data"]["linkAccount"]) == codes(both["data"]["linkAccount"]) == ["PROOF_REQUIRED"]
+
+
+async def test_wrong_proofs_are_throttled_per_user_and_per_target(
+    gql: GraphQLClient, engine: AsyncEngine, settings: Any
+) -> None:
+    attacker = await new_customer(gql)
+    victim = await new_customer(gql, "Victim Ltd")
+    spare = await register(gql, attacker.token, "Spare")
+    wrong = by_enrollment(victim.account.number, "ENR-guess")
+    for _ in range(settings.login_max_failures):
+        result = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT", wrong)
+        assert codes(result["data"]["linkAccount"]) == ["INVALID_PROOF"]
+    # Blocked now, even with the right token...
+    right = by_enrollment(victim.account.number, victim.account.enrollment_token)
+    blocked = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT", right)
+    assert error_codes(blocked) == ["RATE_LIMITED"] and blocked["data"] is None
+    assert blocked["errors"][0]["extensions"]["retryAfter"] > 0
+    # ...per user: the attacker cannot link even its own spare account now...
+    own = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT",
+                     by_enrollment(spare.number, spare.enrollment_token))
+    assert error_codes(own) == ["RATE_LIMITED"]
+    # ...and per target: another caller with the right token waits too.
+    other = await new_customer(gql)
+    target = await link(gql, other.token, other.account.id, "MANAGEMENT", right)
+    assert error_codes(target) == ["RATE_LIMITED"]
+    assert await link_rows(engine, victim.account.number) == 0
+    assert await count_rows(engine, ThrottleBucket, ThrottleBucket.scope == "link:account",
+                            ThrottleBucket.key == victim.account.number) == 1
+
+
+# --- who may link and unlink -----------------------------------------------------------------
+
+
+async def test_billing_links_need_billing_manage_on_the_head(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    linker = await new_sub_account(gql, owner.token, owner.account.id, ["LINKS_MANAGE"])
+    proof = by_enrollment(member.number, member.enrollment_token)
+    denied = await link(gql, linker.token, owner.account.id, "BILLING", proof)
+    assert error_codes(denied) == ["FORBIDDEN"]
+    assert denied["errors"][0]["extensions"]["permission"] == "BILLING_MANAGE"
+    assert await link_rows(engine, member.number) == 0
+    allowed = await link(gql, linker.token, owner.account.id, "MANAGEMENT", proof)
+    assert allowed["data"]["linkAccount"]["userErrors"] == []
+
+
+async def test_linking_needs_links_manage_and_a_visible_head(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    reader = await new_sub_account(gql, owner.token, owner.account.id, ["SERVICES_READ"])
+    stranger = await new_customer(gql)
+    proof = by_enrollment(member.number, member.enrollment_token)
+    forbidden = await link(gql, reader.token, owner.account.id, "MANAGEMENT", proof)
+    assert error_codes(forbidden) == ["FORBIDDEN"]
+    assert forbidden["errors"][0]["extensions"]["permission"] == "LINKS_MANAGE"
+    invisible = await link(gql, stranger.token, owner.account.id, "MANAGEMENT", proof)
+    assert error_codes(invisible) == ["NOT_FOUND"]
+    anonymous = await gql.execute(LINK, {"input": {"headAccountId": owner.account.id,
+                                                   "kind": "MANAGEMENT", **proof}})
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+    assert await link_rows(engine, member.number) == 0
+
+
+async def test_unlinking_needs_links_manage_on_the_head_or_the_member(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    result = await link(gql, owner.token, owner.account.id, "MANAGEMENT", by_credentials(owner, member.number))
+    group_id = result["data"]["linkAccount"]["linkGroup"]["id"]
+    reader = await new_sub_account(gql, owner.token, owner.account.id, ["SERVICES_READ"])
+    stranger = await new_customer(gql)
+
+    assert error_codes(await unlink(gql, reader.token, group_id, member.id)) == ["FORBIDDEN"]
+    assert error_codes(await unlink(gql, stranger.token, group_id, member.id)) == ["NOT_FOUND"]
+    head = await unlink(gql, owner.token, group_id, owner.account.id)
+    assert codes(head["data"]["unlinkAccount"]) == ["HEAD_ACCOUNT"]
+    assert await link_rows(engine, member.number) == 1
+
+    # LINKS_MANAGE on the member alone is enough.
+    member_admin = await new_sub_account(gql, owner.token, member.id, ["LINKS_MANAGE"])
+    done = await unlink(gql, member_admin.token, group_id, member.id)
+    assert done["data"]["unlinkAccount"]["userErrors"] == [], done
+    assert await link_rows(engine, member.number) == 0
+    assert await link_rows(engine, owner.account.number) == 0  # dissolved: the head left too
+    listed = await gql.execute(LINK_GROUPS, {"n": owner.account.number}, token=owner.token)
+    assert listed["data"]["viewer"]["account"]["linkGroups"] == []
+    # A dissolved group is gone for good; linking again starts a new one.
+    again = await link(gql, owner.token, owner.account.id, "MANAGEMENT", by_credentials(owner, member.number))
+    assert again["data"]["linkAccount"]["linkGroup"]["id"] != group_id
+
+
+async def test_two_concurrent_links_of_one_account_leave_it_in_one_group(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    second_head = await register(gql, owner.token, "Second head")
+    member = await register(gql, owner.token)
+    proof = by_enrollment(member.number, member.enrollment_token)
+    results = await asyncio.gather(
+        link(gql, owner.token, owner.account.id, "BILLING", proof),
+        link(gql, owner.token, second_head.id, "BILLING", proof),
+    )
+    outcomes = sorted(tuple(codes(r["data"]["linkAccount"])) for r in results)
+    assert outcomes == [(), ("ALREADY_LINKED",)], results
+    assert await link_rows(engine, member.number) == 1
