@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -13,6 +14,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,6 +27,7 @@ from strawberry.extensions import (
 )
 from cross_web import HTTPException
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from auth.errors import LinkgateError
 from linkgate.context import build_context
@@ -33,6 +37,7 @@ from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
 from schema import LinkgateSchema, build_schema
+from schema.limits import CostLimit
 from schema.parsing import CachedParsing
 
 logger = logging.getLogger("linkgate.app")
@@ -82,12 +87,35 @@ class GraphQLEndpoint(GraphQL):
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, request_id: str) -> Response:
+        if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
+            # Only JSON bodies: a form, text/plain or multipart POST (what a browser can send
+            # cross-site without a CORS preflight) never reaches GraphQL, so no CSRF either.
+            response = error_response(
+                415, "BAD_USER_INPUT", "Send the operation as application/json."
+            )
+            response.headers["accept-post"] = "application/json"
+            return response
         async with self.sessions() as session:
             request.state.session = session
             try:
-                return await self.run(request)
+                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                    response = await self.run(request)
+                return _negotiated(request, response)
+            except TimeoutError:
+                logger.warning("request %s ran past the time limit", request_id)
+                return error_response(
+                    503, "INTERNAL_SERVER_ERROR",
+                    f"The request ran past its time limit of "
+                    f"{self.settings.request_timeout_seconds} seconds.",
+                    requestId=request_id,
+                )
             except HTTPException as error:
                 status = error.status_code
+                if isinstance(error.__cause__, InvalidOperationTypeError):
+                    # GraphQL over HTTP: a mutation over GET is a method the resource refuses.
+                    response = error_response(405, "BAD_USER_INPUT", "Send mutations with POST.")
+                    response.headers["allow"] = "POST"
+                    return response
                 return error_response(status, _HTTP_CODES.get(status, "BAD_USER_INPUT"), error.reason)
             except LinkgateError as error:
                 status = 401 if error.code == "UNAUTHENTICATED" else 400
@@ -100,8 +128,26 @@ class GraphQLEndpoint(GraphQL):
                     requestId=request_id,
                 )
 
+    async def process_result(self, request: Request, result: Any) -> Any:
+        """Chooses the HTTP status of a single operation's response (see ``_negotiated``)."""
+        data = await super().process_result(request, result)
+        # Request-level failures (the token, the database; not a field) get their HTTP status.
+        request_codes = {
+            (error.extensions or {}).get("code") for error in result.errors or () if not error.path
+        }
+        if result.data is None and "UNAUTHENTICATED" in request_codes:
+            request.state.status_code = 401
+        elif result.data is None and "INTERNAL_SERVER_ERROR" in request_codes:
+            request.state.status_code = 500
+        elif result.data is None and result.errors and _wants_graphql_response(request):
+            # application/graphql-response+json: a request that never executed is a 4xx,
+            # and its body has no ``data`` entry.
+            request.state.status_code = 400
+            data.pop("data", None)
+        return data
+
     async def get_context(self, request: Any, response: Any) -> Any:
-        return await build_context(
+        return build_context(
             request, request.state.session, self.settings,
             enforce_permissions=self.enforce_permissions,
         )
@@ -109,6 +155,24 @@ class GraphQLEndpoint(GraphQL):
     def encode_json(self, data: object) -> bytes:
         # orjson: about ten times json.dumps on large dashboard responses.
         return orjson.dumps(data)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def _wants_graphql_response(request: Request) -> bool:
+    return "application/graphql-response+json" in request.headers.get("accept", "")
+
+
+def _negotiated(request: Request, response: Response) -> Response:
+    """The status ``process_result`` chose, and the media type the client asked for."""
+    status = getattr(request.state, "status_code", None)
+    if status is not None:
+        response.status_code = status
+    if response.media_type == "application/json" and _wants_graphql_response(request):
+        response.headers["content-type"] = "application/graphql-response+json; charset=utf-8"
+    return response
 
 
 async def healthz(request: Request) -> Response:
@@ -135,10 +199,16 @@ def create_app(
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: CostLimit(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    graphql = GraphQLEndpoint(build_schema(extensions), settings, sessions)
+    schema = build_schema(
+        extensions,
+        hide_suggestions=not settings.introspection,
+        max_batch_operations=settings.max_batch_operations,
+    )
+    graphql = GraphQLEndpoint(schema, settings, sessions)
     graphql.enforce_permissions = enforce_permissions
 
     async def readyz(request: Request) -> Response:
@@ -165,6 +235,13 @@ def create_app(
             Route("/invoices/download", download_endpoint(settings, sessions), methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                CORSMiddleware, allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"],
+                expose_headers=["x-request-id"], max_age=600,
+            ),
+        ],
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -8,8 +8,6 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from auth.policy import load_access
-from auth.principals import Principal, authenticate
 from auth.throttle import ThrottleSettings
 from auth.tokens import TokenSettings
 from linkgate.settings import Settings
@@ -31,25 +29,22 @@ def token_settings(settings: Settings) -> TokenSettings:
     )
 
 
-async def build_context(
+def build_context(
     connection: HTTPConnection,
     session: AsyncSession,
     settings: Settings,
     *,
     enforce_permissions: bool = True,
 ) -> Context:
-    """Raises ``Unauthenticated`` for a token that is present but bad, expired or revoked.
+    """Raises ``Unauthenticated`` for a token that is present but forged or expired; that
+    needs no database. Revocation is checked by ``Context.authenticate``, after validation.
 
     ``enforce_permissions=False`` comes only from ``create_app``'s benchmark argument."""
     tokens = token_settings(settings)
     token = bearer_token(connection)
-    principal: Principal | None = None
-    if token is not None:
-        principal = await authenticate(session, token, tokens)
     return Context(
         session=session,
-        principal=principal,
-        access=await load_access(session, principal),
+        credentials=tokens.read(token) if token is not None else None,
         loaders=Loaders(session),
         tokens=tokens,
         throttle=ThrottleSettings(

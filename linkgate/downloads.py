@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.download_tokens import DownloadLinkExpired, read_download_token
-from auth.errors import BadInput, LinkgateError, NotFound, PermissionDenied
+from auth.errors import BadInput, LinkgateError, NotFound, PermissionDenied, Unauthenticated
 from auth.policy import load_access
-from auth.principals import Principal
+from auth.principals import principal_for
 from linkgate.context import token_settings
 from linkgate.settings import Settings
-from models.users import User
 from resolvers.invoice_documents import load_documents, render_pdf, render_zip
 
 ZIP_NAME = "invoices.zip"
@@ -41,14 +39,14 @@ def download_endpoint(
                 raise BadInput("The download link has no token.", field="token")
             claims = read_download_token(token, secret=tokens.secret, issuer=tokens.issuer)
             async with sessions() as session:
-                user = (await session.execute(
-                    select(User.token_version, User.staff_role).where(User.id == claims.user_id)
-                )).one_or_none()
-                if user is None or user.token_version != claims.token_version:
-                    return error_response(401, "UNAUTHENTICATED",
-                                          "This link belongs to a session that has ended; sign in again.")
-                access = await load_access(session, Principal(claims.user_id, user.staff_role))
+                principal = await principal_for(
+                    session, claims,
+                    ended="This link belongs to a session that has ended; sign in again.",
+                )
+                access = await load_access(session, principal)
                 documents = await load_documents(session, access, claims.invoice_ids)
+        except Unauthenticated as error:
+            return error_response(401, error.code, error.message)
         except DownloadLinkExpired as error:
             return error_response(410, error.code, error.message)
         except NotFound as error:

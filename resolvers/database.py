@@ -8,13 +8,39 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+class RequestFinished(RuntimeError):
+    """A statement from a resolver whose request has already been answered."""
+
+
+class _RequestLock(asyncio.Lock):
+    finished = False
+
+    async def __aenter__(self) -> None:
+        await super().__aenter__()
+        if self.finished:
+            self.release()
+            raise RequestFinished("the request this statement belonged to has been answered")
+
+
 class RequestSession(AsyncSession):
     """GraphQL resolves sibling fields concurrently, but a session must not be used
     concurrently; this lock serialises the awaits so loaders and resolvers can share it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = asyncio.Lock()
+        self._lock = _RequestLock()
+
+    async def close(self) -> None:
+        """Waits for the statement in flight, then refuses any later one.
+
+        When a non-null field fails, GraphQL answers at once while sibling resolvers are
+        still running; the request then closes its session under them. Their results are
+        discarded either way, so they get ``RequestFinished`` instead of a connection that
+        is being closed (or a new one opened after the request ended).
+        """
+        async with self._lock:
+            self._lock.finished = True
+            await super().close()
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         async with self._lock:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import ExecutionResult, GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema import accounts, audit, billing, contacts, credits, invoices, links, nodes, notifications, services, tickets
 from schema.directives import install_guards
-from schema.errors import ShapeErrors
+from schema.authentication import Authenticate
+from schema.errors import shape_error
 from schema.mutation import Mutation
 from schema.query import Query
 
@@ -28,11 +29,26 @@ class LinkgateSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Logging is ShapeErrors' job: expected failures are not server errors."""
+        """Every error passes here once: give it its code, log (only) the unexpected ones."""
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", "-")
+        for error in errors:
+            shape_error(error, request_id)
 
 
-def build_schema(extensions: list[type[SchemaExtension] | SchemaExtension] | None = None) -> LinkgateSchema:
+def build_schema(
+    extensions: list[Any] | None = None,
+    *,
+    hide_suggestions: bool = False,
+    max_batch_operations: int | None = None,
+) -> LinkgateSchema:
+    """``extensions`` run before ``Authenticate``, so their refusals cost no SQL."""
     install_guards(GUARDED_TYPES)
+    config = StrawberryConfig(
+        disable_field_suggestions=hide_suggestions,
+        batching_config=(
+            {"max_operations": max_batch_operations} if max_batch_operations else None
+        ),
+    )
     return LinkgateSchema(
         query=Query,
         mutation=Mutation,
@@ -41,7 +57,8 @@ def build_schema(extensions: list[type[SchemaExtension] | SchemaExtension] | Non
             invoices.Invoice, links.LinkGroup, notifications.Notification, services.Service,
             tickets.Ticket,
         ],
-        extensions=[ShapeErrors, *(extensions or [])],
+        extensions=[*(extensions or []), Authenticate],
+        config=config,
     )
 
 

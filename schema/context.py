@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from auth.errors import Unauthenticated
-from auth.policy import AccessMap, load_access
-from auth.principals import Principal
-from auth.tokens import TokenSettings
+from auth.policy import ANONYMOUS_ACCESS, AccessMap, load_access
+from auth.principals import Principal, principal_for
+from auth.tokens import TokenClaims, TokenSettings
 from auth.throttle import ThrottleSettings
 from resolvers.loaders import Loaders
 from resolvers.tunables import Tunables
@@ -18,17 +18,27 @@ from resolvers.tunables import Tunables
 
 @dataclass
 class Context:
+    """Who is calling is known only from the token's signature until ``authenticate`` runs
+    (after validation, before execution): rejected operations never touch the database."""
+
     session: AsyncSession
-    principal: Principal | None
-    access: AccessMap
     loaders: Loaders
     tokens: TokenSettings
     throttle: ThrottleSettings
+    credentials: TokenClaims | None = None
+    principal: Principal | None = None
+    access: AccessMap = ANONYMOUS_ACCESS
     tunables: Tunables = field(default_factory=Tunables)
     client_address: str = "unknown"
     request_id: str = "-"
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)
+
+    async def authenticate(self) -> None:
+        """Resolve the caller and its permissions, once per request."""
+        if self.credentials is not None and self.principal is None:
+            self.principal = await principal_for(self.session, self.credentials)
+        self.access = await load_access(self.session, self.principal)
 
     def signed_in(self) -> Principal:
         """The caller of a mutation that needs one; anonymous callers get UNAUTHENTICATED."""

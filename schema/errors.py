@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from auth.errors import LinkgateError
 
@@ -17,37 +15,29 @@ INTERNAL_MESSAGE = "Internal server error. Quote the request id when reporting i
 
 
 def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
+    """Gives ``error`` its code and hides the insides of unexpected ones, in place.
+
+    In place because Strawberry hands every error of every path (parsing, validation,
+    extension hooks, execution) to ``Schema.process_errors`` exactly there.
+    """
+    if getattr(error, "_linkgate_shaped", False):
+        return error
     original = error.original_error
     if isinstance(original, LinkgateError):
-        extensions: dict[str, Any] = {"code": original.code, **original.extensions}
-        message = original.message
+        error.extensions = {"code": original.code, **original.extensions}
+        error.message = original.message
     elif original is None or (
         error.path is None and isinstance(original, (GraphQLError, ValueError, TypeError))
     ):
         # Syntax, validation and variable-coercion errors (an Int over 2^31 - 1, a malformed
         # DateTime: graphql-core keeps the scalar's exception): the request itself is wrong.
-        extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
-        message = error.message
+        error.extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
     else:
         logger.error(
             "unexpected error in request %s at %s", request_id, error.path,
             exc_info=(type(original), original, original.__traceback__),
         )
-        extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
-        message = INTERNAL_MESSAGE
-    return GraphQLError(
-        message, nodes=error.nodes, source=error.source, positions=error.positions,
-        path=error.path, extensions=extensions,
-    )
-
-
-class ShapeErrors(SchemaExtension):
-    """Gives every error a code and hides the insides of unexpected ones."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            request_id = getattr(self.execution_context.context, "request_id", "-")
-            result.errors = [shape_error(error, request_id) for error in errors]  # type: ignore[union-attr]
+        error.extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+        error.message = INTERNAL_MESSAGE
+    error._linkgate_shaped = True  # type: ignore[attr-defined]
+    return error

@@ -9,7 +9,7 @@ query, so a dashboard costs the same whatever the tables hold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -17,6 +17,9 @@ from graphql import (
     GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, GraphQLUnionType,
     InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped,
 )
+from strawberry.extensions import SchemaExtension
+
+from auth.errors import BadInput
 
 ASSUMED_LIST_SIZE = 10
 DEFAULT_PAGE_SIZE = 20
@@ -110,3 +113,25 @@ def estimate_cost(
         root = schema.get_root_type(definition.operation)
         total = max(total, walker.selection_set(root, definition.selection_set, frozenset()))
     return total
+
+
+class CostLimit(SchemaExtension):
+    """Refuses an operation whose estimate is over ``max_cost``, before anything runs."""
+
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None:
+            cost = estimate_cost(
+                context.schema._schema, context.graphql_document,
+                context.operation_name, context.variables,
+            )
+            if cost > self.max_cost:
+                raise BadInput(
+                    f"The operation could return about {cost} objects; the limit is "
+                    f"{self.max_cost}. Ask for smaller pages (`first`) or fewer fields.",
+                    limit="cost", cost=cost, maxCost=self.max_cost,
+                )
+        yield
