@@ -194,11 +194,12 @@ def create_app(
     # Dashboards send the same few documents over and over: parse and validate each once.
     # Both caches are bounded, so unique query texts cannot grow memory.
     extensions: list[Any] = [
+        # First: the token limit is a parse option, so it must be set before parsing.
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: CachedParsing(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: CostLimit(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:
