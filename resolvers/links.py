@@ -173,11 +173,21 @@ async def link_account(
     # The throttle bookkeeping above is committed on its own: a lost race below rolls back.
     await session.commit()
     await begin_write(session)
-    if head_place is not None:
-        # Lock the head's row: an unlink dissolving this group meanwhile either went first
-        # (the row is gone: start a new group) or waits until this link is in.
-        head_place = await session.scalar(
-            select(LinkMember).where(LinkMember.id == head_place.id).with_for_update()
+    # Links into one head take turns on the head account's row, so the first of two
+    # concurrent links creates the group and the second joins it (rather than both creating
+    # one and the loser reading ALREADY_LINKED). Then the head's place is read again, locked:
+    # an unlink dissolving the group meanwhile either went first (start a new group) or
+    # waits until this link is in.
+    await session.execute(select(Account.id).where(Account.id == head.id).with_for_update())
+    head_place = await session.scalar(
+        select(LinkMember).where(LinkMember.kind == kind, LinkMember.account_id == head.id)
+        .with_for_update()
+    )
+    if head_place is not None and not head_place.is_head:
+        await session.rollback()
+        return UserError(
+            message="The head account is itself a member of a group of this kind; groups "
+            "do not chain.", code="ALREADY_LINKED", field=["headAccountId"],
         )
     try:
         if head_place is None:

@@ -1,0 +1,169 @@
+"""Several server processes, one database (DESIGN §3 "Scaling out", §5 "Nothing lost").
+
+Two separate ``uvicorn`` processes on two ports share this run's PostgreSQL database; requests
+alternate between them. Transfers conserve credits, racing links and unlinks leave the link
+invariants intact, and the login throttle counts failures from both processes together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.links import LinkMember
+from tests.conftest import TEST_SECRET, GraphQLClient
+from tests.customers import PASSWORD, new_customer, register, unique_email
+from tests.test_cli import _free_port
+from tests.test_credit_concurrency import ON_POSTGRESQL, _storm
+from tests.test_links import LINK, UNLINK, by_enrollment
+
+pytestmark = pytest.mark.skipif(
+    not ON_POSTGRESQL, reason="several server processes on one database: PostgreSQL"
+)
+LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token userErrors { code } } }"
+
+
+@pytest.fixture(scope="module")
+def two_servers(database_url: str) -> Iterator[list[str]]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
+    environment.update(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
+    ports = [_free_port(), _free_port()]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "linkgate.asgi:app", "--port", str(port),
+             "--log-level", "warning"],
+            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for server, base in zip(servers, bases):
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None, "a server exited early"
+                assert time.monotonic() < deadline, "a server did not come up"
+                time.sleep(0.2)
+        yield bases
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+
+
+async def _clients(bases: list[str], source: str = "127.0.0.1") -> list[httpx.AsyncClient]:
+    """``source``: a loopback address of the test's own, for per-client throttling."""
+    return [
+        httpx.AsyncClient(
+            base_url=base, timeout=120,
+            transport=httpx.AsyncHTTPTransport(local_address=source),
+        )
+        for base in bases
+    ]
+
+
+async def test_transfers_through_two_processes_conserve_credits(two_servers: list[str], engine: AsyncEngine) -> None:
+    https = await _clients(two_servers)
+    try:
+        await _storm([GraphQLClient(http) for http in https], engine, accounts=4, transfers=240,
+                     duplicated_keys=30)
+    finally:
+        for http in https:
+            await http.aclose()
+
+
+async def test_racing_links_and_unlinks_keep_the_invariants(two_servers: list[str], engine: AsyncEngine) -> None:
+    """Two heads race to link the same accounts (one group per kind, no chains), and links
+    race unlinks; every answer is a result or a userError, and the database stays valid."""
+    https = await _clients(two_servers)
+    try:
+        first, second = GraphQLClient(https[0]), GraphQLClient(https[1])
+        owner = await new_customer(first, "Race Head One")
+        head_two = await register(first, owner.token, "Race Head Two")
+        targets = [await register(first, owner.token, f"Race Target {n}") for n in range(8)]
+
+        async def link(client: GraphQLClient, head_id: str, target: Any) -> dict[str, Any]:
+            variables = {"input": {"headAccountId": head_id, "kind": "BILLING",
+                                   **by_enrollment(target.number, target.enrollment_token)}}
+            return await client.execute(LINK, variables, token=owner.token)
+
+        results = await asyncio.gather(*(
+            link(client, head, target)
+            for target in targets
+            for client, head in ((first, owner.account.id), (second, head_two.id))
+        ))
+        assert all("errors" not in result for result in results), results
+        outcomes = [
+            [e["code"] for e in result["data"]["linkAccount"]["userErrors"]] for result in results
+        ]
+        # For every target exactly one of the two heads won; the other was told ALREADY_LINKED
+        # (or, when the other head had just linked the first, that the head is itself taken).
+        for pair in zip(outcomes[0::2], outcomes[1::2]):
+            assert sorted(len(codes) for codes in pair) == [0, 1], pair
+            assert set(sum(pair, [])) <= {"ALREADY_LINKED"}, pair
+
+        groups = {
+            result["data"]["linkAccount"]["linkGroup"]["id"]
+            for result in results if result["data"]["linkAccount"]["linkGroup"]
+        }
+        group_id = next(iter(groups))
+        unlinks = [
+            client.execute(UNLINK, {"input": {"linkGroupId": group_id, "accountId": target.id}},
+                           token=owner.token)
+            for target in targets for client in (first, second)
+        ]
+        relinks = [link(second, owner.account.id, target) for target in targets]
+        for result in await asyncio.gather(*unlinks, *relinks):
+            # Once the last member is out the group is dissolved: later unlinks of it are
+            # NOT_FOUND, and relinks start a new group. Nothing else may go wrong.
+            codes = [error["extensions"]["code"] for error in result.get("errors", [])]
+            assert codes in ([], ["NOT_FOUND"]), result
+
+        per_kind = select(LinkMember.kind, LinkMember.account_id, func.count()).group_by(
+            LinkMember.kind, LinkMember.account_id).having(func.count() > 1)
+        heads = select(LinkMember.group_id, func.count()).where(LinkMember.is_head).group_by(
+            LinkMember.group_id).having(func.count() > 1)
+        async with engine.connect() as connection:
+            assert (await connection.execute(per_kind)).all() == []
+            assert (await connection.execute(heads)).all() == []
+    finally:
+        for http in https:
+            await http.aclose()
+
+
+async def test_login_throttle_counts_across_processes(two_servers: list[str]) -> None:
+    https = await _clients(two_servers, source="127.0.0.77")
+    try:
+        clients = [GraphQLClient(http) for http in https]
+        owner = await new_customer(clients[0], "Throttle Across")
+        # Five failures, alternating processes: the shared counter reaches the limit.
+        for attempt in range(5):
+            wrong = await clients[attempt % 2].execute(
+                LOGIN, {"input": {"email": owner.email, "password": "not-the-password"}})
+            assert wrong["data"]["login"]["userErrors"] == [{"code": "INVALID_CREDENTIALS"}]
+        for client in clients:
+            blocked = await client.execute(LOGIN, {"input": {"email": owner.email, "password": PASSWORD}})
+            assert blocked["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        # The client's own bucket counted the same five failures, whichever process saw them.
+        other = await clients[1].execute(
+            LOGIN, {"input": {"email": unique_email(), "password": "whatever-else"}})
+        assert other["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    finally:
+        for http in https:
+            await http.aclose()
