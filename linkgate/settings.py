@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resolvers.delivery import SmtpServer
+from resolvers.pagination import PageBounds
 from resolvers.tunables import Tunables
 
 # Used only in demo mode, never accepted otherwise: the demo must start with no configuration.
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE cannot be over LINKGATE_MAX_PAGE_SIZE")
         if self.secret_key is None and not self.demo:
             raise ValueError(
                 "LINKGATE_SECRET_KEY is required outside demo mode "
@@ -93,6 +96,7 @@ class Settings(BaseSettings):
             invoice_due_days=self.invoice_due_days,
             max_ticket_body_chars=self.max_ticket_body_chars,
             download_link_ttl_seconds=self.download_link_ttl_seconds,
+            pages=PageBounds(default=self.default_page_size, maximum=self.max_page_size),
         )
 
 

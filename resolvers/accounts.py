@@ -13,7 +13,7 @@ from auth.errors import NotFound
 from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.accounts import Account
-from resolvers.pagination import Page, SortKey, paginate
+from resolvers.pagination import Page, PageBounds, SortKey, paginate
 
 ACCOUNT_ORDER = SortKey((Account.name, Account.id))
 MAX_SEARCH_LENGTH = 100
@@ -32,6 +32,7 @@ async def list_accounts(
     first: int | None,
     after: str | None,
     search: str | None,
+    bounds: PageBounds = PageBounds(),
 ) -> Page[Account]:
     """Accounts the principal can see, by name; ``search`` matches name or number."""
     statement = _visible(select(Account), access)
@@ -43,7 +44,7 @@ async def list_accounts(
                 func.lower(Account.number).like(pattern, escape="\\"),
             )
         )
-    return await paginate(session, statement, ACCOUNT_ORDER, first=first, after=after)
+    return await paginate(session, statement, ACCOUNT_ORDER, first=first, after=after, bounds=bounds)
 
 
 async def find_account_by_number(

@@ -60,14 +60,21 @@ class Page(Generic[Row]):
     count: Callable[[], Any]  # awaitable factory: totalCount is computed only when asked for
 
 
-def page_size(first: int | None, default: int = DEFAULT_PAGE_SIZE) -> int:
-    if first is None:
-        return default
-    if not MIN_PAGE_SIZE <= first <= MAX_PAGE_SIZE:
-        raise BadInput(
-            f"`first` must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}.", field="first"
-        )
-    return first
+@dataclass(frozen=True)
+class PageBounds:
+    """``first`` when absent, and the largest ``first`` accepted (the API allows 1–100)."""
+
+    default: int = DEFAULT_PAGE_SIZE
+    maximum: int = MAX_PAGE_SIZE
+
+    def size(self, first: int | None) -> int:
+        if first is None:
+            return self.default
+        if not MIN_PAGE_SIZE <= first <= self.maximum:
+            raise BadInput(
+                f"`first` must be between {MIN_PAGE_SIZE} and {self.maximum}.", field="first"
+            )
+        return first
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -113,9 +120,10 @@ async def paginate(
     *,
     first: int | None,
     after: str | None,
+    bounds: PageBounds = PageBounds(),
 ) -> Page[Any]:
     """One page of ``statement``'s rows (ORM entities) in ``key`` order."""
-    size = page_size(first)
+    size = bounds.size(first)
     paged = statement
     if after is not None:
         paged = paged.where(key.after(decode_cursor(after, key)))
@@ -167,11 +175,11 @@ class PageRequest:
     @classmethod
     def checked(
         cls, child_list: ChildList, parent_id: int, *, first: int | None, after: str | None,
-        filter: Any = None,
+        bounds: PageBounds, filter: Any = None,
     ) -> PageRequest:
         """Validates ``first`` and ``after`` here, so bad input fails this field alone."""
         values = None if after is None else tuple(decode_cursor(after, child_list.key))
-        return cls(parent_id, page_size(first), values, filter)
+        return cls(parent_id, bounds.size(first), values, filter)
 
 
 def child_pages_loader(session: AsyncSession, child_list: ChildList) -> DataLoader:

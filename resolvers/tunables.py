@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from resolvers.pagination import PageBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +18,4 @@ class Tunables:
     max_ticket_body_chars: int = 20_000
     # How long an invoice download link (``Invoice.downloadUrl``) stays valid.
     download_link_ttl_seconds: int = 300
+    pages: PageBounds = field(default_factory=PageBounds)

@@ -105,7 +105,9 @@ class Account(Node):
     async def credit_ledger(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[CreditLedgerEntry] | None:
-        request = PageRequest.checked(LEDGER_BY_ACCOUNT, self.pk, first=first, after=after)
+        request = PageRequest.checked(
+            LEDGER_BY_ACCOUNT, self.pk, first=first, after=after, bounds=info.context.tunables.pages
+        )
         page = await info.context.loaders.ledger_pages_by_account_id.load(request)
         return Connection.from_page(page, CreditLedgerEntry.from_model)
 
@@ -130,6 +132,7 @@ class Account(Node):
     ) -> Connection[Invoice] | None:
         request = PageRequest.checked(
             INVOICES_BY_PAYER, self.pk, first=first, after=after,
+            bounds=info.context.tunables.pages,
             filter=filter.to_values() if filter is not None else None,
         )
         page = await info.context.loaders.invoice_pages_by_payer_id.load(request)
@@ -149,7 +152,8 @@ class Account(Node):
         status: TicketStatus | None = None,
     ) -> Connection[Ticket] | None:
         request = PageRequest.checked(
-            TICKETS_BY_ACCOUNT, self.pk, first=first, after=after, filter=status
+            TICKETS_BY_ACCOUNT, self.pk, first=first, after=after,
+            bounds=info.context.tunables.pages, filter=status
         )
         page = await info.context.loaders.ticket_pages_by_account_id.load(request)
         return Connection.from_page(page, Ticket.from_model)
@@ -169,7 +173,9 @@ class Account(Node):
     async def notifications(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Notification] | None:
-        request = PageRequest.checked(NOTIFICATIONS_BY_ACCOUNT, self.pk, first=first, after=after)
+        request = PageRequest.checked(
+            NOTIFICATIONS_BY_ACCOUNT, self.pk, first=first, after=after, bounds=info.context.tunables.pages
+        )
         page = await info.context.loaders.notification_pages_by_account_id.load(request)
         return Connection.from_page(page, Notification.from_model)
 
@@ -177,7 +183,9 @@ class Account(Node):
     async def audit_log(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[AuditEvent] | None:
-        request = PageRequest.checked(AUDIT_BY_ACCOUNT, self.pk, first=first, after=after)
+        request = PageRequest.checked(
+            AUDIT_BY_ACCOUNT, self.pk, first=first, after=after, bounds=info.context.tunables.pages
+        )
         page = await info.context.loaders.audit_pages_by_account_id.load(request)
         return Connection.from_page(page, AuditEvent.from_model)
 
@@ -206,7 +214,8 @@ class Viewer:
         search: str | None = None,
     ) -> Connection[Account]:
         page = await account_resolvers.list_accounts(
-            info.context.session, info.context.access, first=first, after=after, search=search
+            info.context.session, info.context.access, first=first, after=after, search=search,
+            bounds=info.context.tunables.pages,
         )
         return Connection.from_page(page, Account.from_model)
 

@@ -140,3 +140,15 @@ async def test_time_limit_answers_masked_503(settings: Settings, engine: AsyncEn
     error = response.json()["errors"][0]
     assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": response.headers["x-request-id"]}
     assert "time limit" in error["message"]
+
+
+async def test_page_size_bounds_are_settings(settings: Settings, engine: AsyncEngine, tokens: dict[str, str]) -> None:
+    narrow = settings.model_copy(update={"default_page_size": 2, "max_page_size": 3})
+    query = "query($first: Int) { viewer { accounts(first: $first) { edges { node { number } } } } }"
+    async with client_for(create_app(narrow, engine=engine), "10.52.0.1") as http:
+        client = GraphQLClient(http)
+        default = await client.execute(query, token=tokens["olivia"])
+        too_many = await client.execute(query, {"first": 4}, token=tokens["olivia"])
+    assert len(default["data"]["viewer"]["accounts"]["edges"]) == 2
+    assert too_many["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "between 1 and 3" in too_many["errors"][0]["message"]
