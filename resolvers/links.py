@@ -239,6 +239,17 @@ async def unlink_account(
     """
     await begin_write(session)
     group = await session.get(LinkGroup, link_group_id)
+    head_account_id = None if group is None else await session.scalar(
+        select(LinkMember.account_id).where(
+            LinkMember.group_id == link_group_id, LinkMember.is_head
+        )
+    )
+    if head_account_id is not None:
+        # The same first lock as ``link_account`` (the head account's row): links and unlinks
+        # of one group take turns instead of deadlocking on each other's member rows.
+        await session.execute(
+            select(Account.id).where(Account.id == head_account_id).with_for_update()
+        )
     # Locked (PostgreSQL) so a concurrent link into this group cannot land in a group being
     # dissolved; on SQLite ``begin_write`` already serialises writers.
     rows = [] if group is None else list((await session.scalars(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from models import Base
 from schema import print_schema_sdl
 from tests.conftest import TEST_SECRET, _admin
-
-LINKGATE = [sys.executable, "-m", "linkgate"]
-
+from tests.servers import LINKGATE, clean_environment, running_server
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("LINKGATE_")}
-    environment.update(env)
     return subprocess.run(
-        LINKGATE + args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+        LINKGATE + args, cwd=cwd, env=clean_environment(**env), capture_output=True, text=True,
+        timeout=120,
     )
 
 
@@ -95,32 +89,11 @@ def test_create_staff(tmp_path: Path, empty_database: str) -> None:
     assert "already exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_demo_from_an_empty_folder(tmp_path: Path) -> None:
     """The README's demo: migrates a SQLite file, seeds, prints the logins, serves GraphiQL."""
-    port = _free_port()
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("LINKGATE_")}
-    server = subprocess.Popen(
-        LINKGATE + ["serve", "--demo", "--port", str(port)], cwd=tmp_path, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the demo server exited early"
-            assert time.monotonic() < deadline, "the demo server did not come up"
-            time.sleep(0.3)
+    with running_server(LINKGATE + ["serve", "--demo"], environment=clean_environment(),
+                        cwd=tmp_path, ready_path="/healthz") as server:
+        base = server.base
         assert "graphiql" in httpx.get(f"{base}/graphql", headers={"accept": "text/html"}).text.lower()
         login = httpx.post(f"{base}/graphql", json={"query": 'mutation { login(input: {email: "olivia@northwind.example", password: "demo-password"}) { token } }'}).json()
         token = login["data"]["login"]["token"]
@@ -130,9 +103,6 @@ def test_serve_demo_from_an_empty_folder(tmp_path: Path) -> None:
         ).json()
         names = {edge["node"]["name"] for edge in accounts["data"]["viewer"]["accounts"]["edges"]}
         assert "Northwind Head Office" in names and len(names) == 4
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-    assert "olivia@northwind.example" in output and "demo-password" in output
-    assert f"http://127.0.0.1:{port}/graphql" in output
+    assert "olivia@northwind.example" in server.output and "demo-password" in server.output
+    assert f"{base}/graphql" in server.output
     assert (tmp_path / "linkgate.db").exists()

@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +24,7 @@ from linkgate.settings import Settings
 from models import CreditLedgerEntry
 from tests.billing_world import balance_and_ledger_sum, new_customer, scalar
 from tests.conftest import TEST_SECRET, GraphQLClient, client_for
-from tests.test_cli import _free_port
+from tests.servers import LINKGATE, clean_environment, running_server
 from tests.test_credits import TRANSFER
 
 ON_POSTGRESQL = os.environ.get("LINKGATE_TEST_DATABASE_URL", "").startswith("postgresql")
@@ -99,29 +96,9 @@ async def test_concurrent_transfers_queue_on_every_database(gql: GraphQLClient, 
 @pytest.fixture
 def two_server_processes(database_url: str) -> Iterator[str]:
     """``linkgate serve --workers 2`` on this run's database: two processes, one PostgreSQL."""
-    port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
-    environment.update(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "linkgate", "serve", "--workers", "2", "--port", str(port)],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the server exited early"
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.3)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    environment = clean_environment(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
+    with running_server([*LINKGATE, "serve", "--workers", "2"], environment=environment) as server:
+        yield server.base
 
 
 @pytest.mark.skipif(not ON_POSTGRESQL, reason="several server processes on one database: PostgreSQL")

@@ -8,19 +8,15 @@ passes; the SHOULD audits we do not follow are listed in ``ACCEPTED_WARNINGS`` w
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.test_cli import _free_port
+from tests.servers import UVICORN, clean_environment, running_server
 
 AUDIT_DIR = Path(__file__).resolve().parent / "http_audit"
 
@@ -42,29 +38,9 @@ def _install_audit_suite() -> None:
 
 @pytest.fixture(scope="module")
 def server_url(database_url: str) -> Iterator[str]:
-    port = _free_port()
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("LINKGATE_")}
-    environment.update(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "linkgate.asgi:app", "--port", str(port), "--log-level", "warning"],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0]
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
+    environment = clean_environment(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
+    with running_server(UVICORN, environment=environment) as server:
+        yield f"{server.base}/graphql"
 
 
 def test_graphql_over_http_audits(server_url: str) -> None:

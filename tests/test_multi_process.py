@@ -8,10 +8,6 @@ invariants intact, and the login throttle counts failures from both processes to
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.links import LinkMember
 from tests.conftest import TEST_SECRET, GraphQLClient
 from tests.customers import PASSWORD, new_customer, register, unique_email
-from tests.test_cli import _free_port
+from tests.servers import UVICORN, clean_environment, running_server
 from tests.test_credit_concurrency import ON_POSTGRESQL, _storm
 from tests.test_links import LINK, UNLINK, by_enrollment
 
@@ -35,36 +31,13 @@ LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token userErrors
 
 @pytest.fixture(scope="module")
 def two_servers(database_url: str) -> Iterator[list[str]]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
-    environment.update(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
-    ports = [_free_port(), _free_port()]
-    servers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "linkgate.asgi:app", "--port", str(port),
-             "--log-level", "warning"],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    bases = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for server, base in zip(servers, bases):
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None, "a server exited early"
-                assert time.monotonic() < deadline, "a server did not come up"
-                time.sleep(0.2)
-        yield bases
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=30)
+    """Two separate uvicorn processes (two ports, two connection pools) on one database."""
+    environment = clean_environment(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
+    with running_server(UVICORN, environment=environment) as first, \
+            running_server(UVICORN, environment=environment) as second:
+        yield [first.base, second.base]
+    for server in (first, second):
+        assert "Traceback" not in server.output and "ERROR" not in server.output, server.output[-3000:]
 
 
 async def _clients(bases: list[str], source: str = "127.0.0.1") -> list[httpx.AsyncClient]:
