@@ -15,7 +15,7 @@ from fpdf import FPDF
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.errors import NotFound, PermissionDenied
+from auth.errors import NotFound
 from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.accounts import Account

@@ -9,7 +9,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema import accounts, audit, billing, contacts, credits, invoices, links, nodes, notifications, services, tickets
+from schema import accounts, audit, billing, contacts, credits, invoices, links, notifications, services, tickets
 from schema.directives import install_guards
 from schema.authentication import Authenticate
 from schema.errors import shape_error

@@ -170,3 +170,18 @@ class StatementCounter:
 @pytest.fixture
 def count_statements(engine: AsyncEngine) -> Any:
     return lambda: StatementCounter(engine)
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the kind this run tests (SQLite, or a new PostgreSQL database)."""
+    server = os.environ.get("LINKGATE_TEST_DATABASE_URL", "")
+    if not server.startswith("postgresql"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+        return
+    name = f"linkgate_cli_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

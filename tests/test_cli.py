@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from models import Base
 from schema import print_schema_sdl
-from tests.conftest import TEST_SECRET, _admin
+from tests.conftest import TEST_SECRET
 from tests.servers import LINKGATE, clean_environment, running_server
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -25,21 +20,6 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         LINKGATE + args, cwd=cwd, env=clean_environment(**env), capture_output=True, text=True,
         timeout=120,
     )
-
-
-@pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[str]:
-    """An empty database of the kind this run tests (SQLite, or a new PostgreSQL database)."""
-    server = os.environ.get("LINKGATE_TEST_DATABASE_URL", "")
-    if not server.startswith("postgresql"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-        return
-    name = f"linkgate_cli_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _tables(url: str) -> set[str]:

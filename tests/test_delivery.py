@@ -29,7 +29,7 @@ from resolvers.delivery import SmtpServer, deliver_notifications
 from models.contacts import EmailPreference
 from resolvers.outbox import queue_email
 from tests.conftest import TEST_SECRET
-from tests.test_cli import empty_database, run  # noqa: F401  (a fixture, and the CLI runner)
+from tests.test_cli import run
 
 SENDER = "Linkgate <notifications@linkgate.example>"
 

@@ -12,7 +12,7 @@ import graphql
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import from_schema, mutations, nodes, queries
+from hypothesis_graphql import mutations, nodes, queries
 
 from schema import print_schema_sdl
 from tests.conftest import GraphQLClient, client_for

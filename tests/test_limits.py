@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from graphql import parse
 
 from schema import build_schema
 from schema.limits import ASSUMED_LIST_SIZE, DEFAULT_PAGE_SIZE, estimate_cost
-from tests.conftest import GraphQLClient
+
 
 SCHEMA = build_schema()._schema
 
