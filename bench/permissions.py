@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import gc
 import io
@@ -25,79 +24,24 @@ import pstats
 import secrets
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.permissions import Permission
 from auth.tokens import TokenSettings
+from bench.dataset import (
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, StatementCounter, asgi_client, seed,
+    temporary_database,
+)
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
-from models import (
-    Account, AuthorKind, Contact, CreditLedgerEntry, Department, Invoice, InvoiceLine,
-    InvoiceStatus, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod, Membership,
-    Service, ServiceStatus, Ticket, TicketMessage, TicketStatus, User,
-)
-from models.database import create_engine, create_session_factory
+from models.database import create_engine
 
 TARGET_RATIO = 1.10
-
-DASHBOARD = """
-query Dashboard($first: Int!) {
-  viewer {
-    user { email name }
-    accounts(first: $first) {
-      totalCount
-      pageInfo { hasNextPage endCursor }
-      edges { node {
-        id number name status viewerIsOwner viewerPermissions
-        creditBalance
-        creditLedger(first: 5) { edges { node { id kind delta balanceAfter createdAt note } } }
-        linkGroups {
-          id kind name
-          head { number name }
-          members { friendlyName linkedVia account { id number name creditBalance } }
-        }
-        invoices(first: 10) {
-          totalCount
-          edges { node {
-            id number status issuedAt dueAt
-            total { amount currency }
-            lines { description quantity amount { amount currency } }
-          } }
-        }
-        services { id name kind status monthlyPrice { amount currency } }
-        tickets(first: 10) {
-          edges { node {
-            id number subject status updatedAt
-            messages { authorName authorKind body createdAt }
-          } }
-        }
-        contacts { id name email phone isBillingContact isSupportContact }
-      } }
-    }
-  }
-}
-"""
-
-# Accounts are seeded in blocks: a head account, then members linked to it.
-BLOCK = 5
-MANAGED_PER_BLOCK = 2  # the first members of every other block are in a MANAGEMENT group too
-SERVICES_PER_ACCOUNT = 4
-CONTACTS_PER_ACCOUNT = 3
-LEDGER_PER_ACCOUNT = 10
-_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -109,6 +53,9 @@ class Options:
     warmup: int
     database_url: str | None
     profile: str | None
+
+    def shape(self) -> DashboardShape:
+        return DashboardShape(accounts=self.accounts, invoices=self.invoices, tickets=self.tickets)
 
 
 @dataclass
@@ -132,205 +79,7 @@ class Timings:
         return statistics.quantiles(self.samples, n=20, method="inclusive")[-1]
 
 
-# --------------------------------------------------------------------------- database
-
-
-@contextlib.contextmanager
-def temporary_database(server_url: str | None) -> Iterator[str]:
-    """A new, empty database's URL; removed on exit (a new one per run, never a shared one)."""
-    if server_url is None:
-        with tempfile.TemporaryDirectory(prefix="linkgate-bench-") as folder:
-            yield f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
-        return
-    if not server_url.startswith("postgresql"):
-        raise SystemExit("--database-url must be a postgresql+asyncpg:// server URL")
-    name = f"linkgate_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-# --------------------------------------------------------------------------- seed
-
-
-@dataclass(frozen=True)
-class Seeded:
-    owner_id: int
-    sub_account_id: int
-
-
-async def seed(session: AsyncSession, options: Options) -> Seeded:
-    """One owner's dashboard: ``options.accounts`` accounts in link groups, each with services,
-    invoices with lines, tickets with messages, ledger entries and contacts; plus a
-    sub-account user holding a mix of permissions (direct and flowing through links)."""
-    owner = User(email="owner@bench.example", name="Olga Owner", password_hash="-")
-    clerk = User(email="clerk@bench.example", name="Carl Clerk", password_hash="-")
-    session.add_all([owner, clerk])
-    await session.flush()
-
-    accounts = [
-        Account(number=f"ACC-3{index:05d}", name=f"Bench account {index:03d}", owner_id=owner.id,
-                enrollment_token_hash="-", credit_balance=0,
-                created_at=_START + timedelta(days=index))
-        for index in range(options.accounts)
-    ]
-    session.add_all(accounts)
-    await session.flush()
-
-    await _seed_links_and_rights(session, accounts, clerk)
-    for index, account in enumerate(accounts):
-        _seed_account_data(session, account, index, options, owner)
-    await session.flush()
-    await _seed_invoices_and_tickets(session, accounts, options, owner)
-    return Seeded(owner_id=owner.id, sub_account_id=clerk.id)
-
-
-async def _seed_links_and_rights(session: AsyncSession, accounts: list[Account], clerk: User) -> None:
-    """Blocks of ``BLOCK`` accounts: the first heads a BILLING group of the rest; every other
-    block also has a MANAGEMENT group. The clerk holds billing rights on some heads (they flow
-    to the members), technical rights on others, and a few direct rights on members."""
-    billing_rights = [Permission.INVOICES_READ.value, Permission.CREDITS_READ.value]
-    technical_rights = [Permission.SERVICES_READ.value, Permission.TICKETS_READ.value,
-                        Permission.CONTACTS_READ.value]
-    for block, start in enumerate(range(0, len(accounts), BLOCK)):
-        head, members = accounts[start], accounts[start + 1:start + BLOCK]
-        if not members:
-            continue
-        kinds = [LinkKind.BILLING] + ([LinkKind.MANAGEMENT] if block % 2 == 0 else [])
-        for kind in kinds:
-            group = LinkGroup(kind=kind, name=f"{kind.value.title()} block {block}")
-            session.add(group)
-            await session.flush()
-            linked = members if kind is LinkKind.BILLING else members[:MANAGED_PER_BLOCK]
-            session.add(LinkMember(group_id=group.id, kind=kind, account_id=head.id, is_head=True,
-                                   friendly_name="Head office", linked_via=LinkMethod.SAME_OWNER))
-            session.add_all(
-                LinkMember(group_id=group.id, kind=kind, account_id=member.id,
-                           friendly_name=f"Site {offset + 1}", linked_via=LinkMethod.SAME_OWNER)
-                for offset, member in enumerate(linked)
-            )
-        rights = billing_rights if block % 3 == 0 else technical_rights
-        if block % 3 == 2:
-            rights = billing_rights + technical_rights
-        session.add(Membership(user_id=clerk.id, account_id=head.id, permissions=rights))
-        if len(members) > 2:
-            session.add(Membership(user_id=clerk.id, account_id=members[-1].id,
-                                   permissions=[Permission.TICKETS_READ.value]))
-
-
-def _seed_account_data(
-    session: AsyncSession, account: Account, index: int, options: Options, owner: User
-) -> None:
-    """Services, contacts and a ledger whose balance stays non-negative."""
-    kinds = ["hosting", "domain", "email", "sms"]
-    session.add_all(
-        Service(account_id=account.id, name=f"{kinds[n].title()} {index}-{n}", kind=kinds[n],
-                status=ServiceStatus.ACTIVE if n != 3 else ServiceStatus.SUSPENDED,
-                monthly_price=500 + 100 * n, currency="EUR")
-        for n in range(SERVICES_PER_ACCOUNT)
-    )
-    session.add_all(
-        Contact(account_id=account.id, name=f"Contact {index}-{n}",
-                email=f"contact{n}.{index}@bench.example", phone=f"+31 10 555 {index:02d}{n:02d}",
-                is_billing_contact=n == 0, is_support_contact=n == 1,
-                email_preferences=["INVOICE"] if n == 0 else ["SUPPORT", "GENERAL"])
-        for n in range(CONTACTS_PER_ACCOUNT)
-    )
-    balance = 0
-    for n in range(LEDGER_PER_ACCOUNT):
-        delta = 1000 if n % 3 == 0 else -150
-        balance += delta
-        session.add(CreditLedgerEntry(
-            account_id=account.id, kind=LedgerEntryKind.PURCHASE if delta > 0 else LedgerEntryKind.USAGE,
-            delta=delta, balance_after=balance, actor_user_id=owner.id if delta > 0 else None,
-            note="Credit top-up" if delta > 0 else "SMS usage",
-            created_at=_START + timedelta(days=30 + n),
-        ))
-    account.credit_balance = balance
-
-
-async def _seed_invoices_and_tickets(
-    session: AsyncSession, accounts: list[Account], options: Options, owner: User
-) -> None:
-    """Monthly invoices with 1–3 lines; tickets with 1–3 messages."""
-    invoices: list[tuple[Invoice, Account]] = []
-    tickets: list[Ticket] = []
-    for index, account in enumerate(accounts):
-        for n in range(options.invoices):
-            issued = _START + timedelta(days=31 * n)
-            invoice = Invoice(
-                number=f"INV-{index:05d}-{n:04d}", payer_account_id=account.id,
-                period_start=date(issued.year, issued.month, 1),
-                period_end=date(issued.year, issued.month, 28),
-                issued_at=issued, due_at=issued + timedelta(days=14),
-                status=InvoiceStatus.PAID if n < options.invoices - 1 else InvoiceStatus.UNPAID,
-                currency="EUR", subtotal=3000, tax=630, total=3630,
-                bill_to_name=account.name, bill_to_email=f"ap.{index}@bench.example",
-                bill_to_city="Rotterdam", bill_to_country="NL",
-            )
-            invoices.append((invoice, account))
-        for n in range(options.tickets):
-            tickets.append(Ticket(
-                account_id=account.id, number=f"TKT-{index:05d}-{n:04d}",
-                subject=f"Question {n} about account {index}", department=Department.TECHNICAL,
-                status=TicketStatus.ANSWERED if n % 2 else TicketStatus.OPEN,
-                opened_by_user_id=owner.id, opened_by_name=owner.name,
-                opened_by_email=owner.email, created_at=_START + timedelta(days=n),
-                updated_at=_START + timedelta(days=n, hours=3),
-            ))
-    session.add_all([invoice for invoice, _ in invoices])
-    session.add_all(tickets)
-    await session.flush()
-    for n, (invoice, account) in enumerate(invoices):
-        session.add_all(
-            InvoiceLine(invoice_id=invoice.id, account_id=account.id,
-                        description=f"Service fee {line}", quantity=1 + line,
-                        unit_price=1000, amount=1000 * (1 + line))
-            for line in range(1 + n % 3)
-        )
-    for n, ticket in enumerate(tickets):
-        session.add_all(
-            TicketMessage(
-                ticket_id=ticket.id, author_user_id=owner.id if turn % 2 == 0 else None,
-                author_name=owner.name if turn % 2 == 0 else "Support",
-                author_kind=AuthorKind.CUSTOMER if turn % 2 == 0 else AuthorKind.STAFF,
-                body=f"Message {turn} on ticket {ticket.number}. " * 3,
-                created_at=_START + timedelta(days=n % 300, hours=turn),
-            )
-            for turn in range(1 + n % 3)
-        )
-
-
 # --------------------------------------------------------------------------- measuring
-
-
-class StatementCounter:
-    """Counts SQL statements sent through the engine while active."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine.sync_engine
-        self.count = 0
-
-    def _record(self, *args: Any) -> None:
-        self.count += 1
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
 
 
 @dataclass
@@ -360,11 +109,6 @@ class Client:
         if timings is not None:
             timings.samples.append(elapsed)
             timings.cpu.append(cpu)
-
-
-def _http(app: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://bench.local", timeout=120)
 
 
 def _errors_by_code(result: dict[str, Any]) -> dict[str, int]:
@@ -435,20 +179,17 @@ def _ms(seconds: float) -> str:
 async def run(url: str, options: Options) -> int:
     engine = create_engine(url)
     try:
-        started = time.perf_counter()
-        async with create_session_factory(engine)() as session:
-            seeded = await seed(session, options)
-            await session.commit()
-        seed_seconds = time.perf_counter() - started
+        seeded = await seed(engine, options.shape())
+        seed_seconds = seeded.seconds
 
         secret = secrets.token_urlsafe(48)
-        settings = Settings(database_url=url, secret_key=secret)
+        settings = Settings(database_url=url, secret_key=secret, max_query_cost=MAX_QUERY_COST)
         tokens = TokenSettings(secret=secret)
         apps = {
             mode: create_app(settings, engine=engine, enforce_permissions=mode)
             for mode in (True, False)
         }
-        async with _http(apps[True]) as on_http, _http(apps[False]) as off_http:
+        async with asgi_client(apps[True]) as on_http, asgi_client(apps[False]) as off_http:
             return await _report(engine, options, seed_seconds, on_http, off_http, {
                 "owner": tokens.issue(user_id=seeded.owner_id, token_version=1),
                 "sub-account": tokens.issue(user_id=seeded.sub_account_id, token_version=1),
@@ -464,9 +205,10 @@ async def _report(
     """Measures each persona and prints the figures; 1 when the owner's ratio misses the bar."""
     first = min(options.accounts, 100)
     print(f"database   {engine.dialect.name} (seeded in {seed_seconds:.1f} s)")
-    print(f"dashboard  {options.accounts} accounts x ({options.invoices} invoices, "
-          f"{options.tickets} tickets, {SERVICES_PER_ACCOUNT} services, "
-          f"{LEDGER_PER_ACCOUNT} ledger entries, {CONTACTS_PER_ACCOUNT} contacts); "
+    shape = options.shape()
+    print(f"dashboard  {shape.accounts} accounts x ({shape.invoices} invoices, "
+          f"{shape.tickets} tickets, {shape.services} services, "
+          f"{shape.ledger} ledger entries, {shape.contacts} contacts); "
           f"query: accounts(first: {first})")
     print()
 
