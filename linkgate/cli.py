@@ -43,6 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  {email:<28} {who}")
     where = f"http://{args.host}:{args.port}/graphql"
     print(f"GraphiQL: {where}" if settings.graphiql else f"GraphQL endpoint: {where}", flush=True)
+    if args.workers > 1:
+        from linkgate.serving import keep_tcp_nodelay_with_workers
+
+        keep_tcp_nodelay_with_workers()
     uvicorn.run(
         "linkgate.asgi:app", host=args.host, port=args.port, workers=args.workers,
         log_level="info", proxy_headers=False,

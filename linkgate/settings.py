@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=1)
     max_query_tokens: int = Field(default=5000, ge=100)
     max_body_bytes: int = Field(default=100_000, ge=1_000)
-    max_query_cost: int = Field(default=100_000, ge=10)
+    max_query_cost: int = Field(default=250_000, ge=10)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
