@@ -39,14 +39,15 @@ class SortKey:
         return [column.desc() if self.descending else column.asc() for column in self.columns]
 
     def values_of(self, row: Any) -> list[Any]:
-        return [getattr(row, column.key) for column in self.columns]
+        return [getattr(row, sort_column.key) for sort_column in self.columns]
 
     def after(self, values: Sequence[Any]) -> Any:
         """Rows strictly past ``values`` in this order (expanded, so every database indexes it)."""
         clauses = []
-        for position, column in enumerate(self.columns):
+        for position, sort_column in enumerate(self.columns):
             equal_prefix = [self.columns[i] == values[i] for i in range(position)]
-            beyond = column < values[position] if self.descending else column > values[position]
+            value = values[position]
+            beyond = sort_column < value if self.descending else sort_column > value
             clauses.append(and_(*equal_prefix, beyond))
         return or_(*clauses)
 

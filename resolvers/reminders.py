@@ -23,7 +23,7 @@ from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.outbox import queue_email
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_email
+from resolvers.validation import clean_email_list
 
 MAX_RECIPIENTS = 10
 
@@ -61,19 +61,8 @@ async def balance_changed(session: AsyncSession, account: Account, before: int) 
 
 
 def clean_recipients(recipients: list[str]) -> list[str] | list[UserError]:
-    if len(recipients) > MAX_RECIPIENTS:
-        return [UserError(message=f"At most {MAX_RECIPIENTS} recipients.",
-                          code="TOO_MANY_RECIPIENTS", field=["recipients"])]
-    cleaned: list[str] = []
-    errors: list[UserError] = []
-    for index, recipient in enumerate(recipients):
-        checked = clean_email(recipient, field="recipients")
-        if isinstance(checked, UserError):
-            errors.append(UserError(message=checked.message, code=checked.code,
-                                    field=["recipients", str(index)]))
-        elif checked not in cleaned:
-            cleaned.append(checked)
-    return errors or cleaned
+    return clean_email_list(recipients, field="recipients", maximum=MAX_RECIPIENTS,
+                            too_many_code="TOO_MANY_RECIPIENTS", noun="recipients")
 
 
 async def set_low_credit_reminder(

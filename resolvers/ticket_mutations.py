@@ -23,7 +23,7 @@ from resolvers.database import begin_write
 from resolvers.outbox import queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_email
+from resolvers.validation import clean_email_list
 
 MAX_SUBJECT = 200
 MAX_CC_EMAILS = 10
@@ -59,19 +59,8 @@ def _clean_subject(subject: str) -> str | UserError:
 
 
 def _clean_cc(emails: list[str]) -> list[str] | list[UserError]:
-    if len(emails) > MAX_CC_EMAILS:
-        return [UserError(message=f"At most {MAX_CC_EMAILS} CC addresses.", code="TOO_MANY_CC",
-                          field=["ccEmails"])]
-    cleaned: list[str] = []
-    errors: list[UserError] = []
-    for index, email in enumerate(emails):
-        checked = clean_email(email, field="ccEmails")
-        if isinstance(checked, UserError):
-            errors.append(UserError(message=checked.message, code=checked.code,
-                                    field=["ccEmails", str(index)]))
-        elif checked not in cleaned:
-            cleaned.append(checked)
-    return errors or cleaned
+    return clean_email_list(emails, field="ccEmails", maximum=MAX_CC_EMAILS,
+                            too_many_code="TOO_MANY_CC", noun="CC addresses")
 
 
 async def _next_number(session: AsyncSession) -> str:

@@ -21,6 +21,25 @@ def clean_email(value: str, field: str = "email") -> str | UserError:
     return checked.normalized.lower()
 
 
+def clean_email_list(
+    values: list[str], *, field: str, maximum: int, too_many_code: str, noun: str
+) -> list[str] | list[UserError]:
+    """Up to ``maximum`` valid addresses, normalised, duplicates dropped; or every problem,
+    each pointing at its item (``[field, index]``)."""
+    if len(values) > maximum:
+        return [UserError(message=f"At most {maximum} {noun}.", code=too_many_code, field=[field])]
+    cleaned: list[str] = []
+    errors: list[UserError] = []
+    for index, value in enumerate(values):
+        checked = clean_email(value, field=field)
+        if isinstance(checked, UserError):
+            errors.append(UserError(message=checked.message, code=checked.code,
+                                    field=[field, str(index)]))
+        elif checked not in cleaned:
+            cleaned.append(checked)
+    return errors or cleaned
+
+
 def clean_password(value: str, field: str = "password") -> str | UserError:
     if len(value) < MIN_PASSWORD_LENGTH:
         return UserError(
