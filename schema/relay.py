@@ -45,9 +45,14 @@ class Node:
     # The account whose permissions govern this object (DESIGN §2, the directive).
     account_id: strawberry.Private[int]
 
-    @strawberry.field(description="The object's global ID.")
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(encode_global_id(type(self).__name__, self.pk))
+    # A plain attribute, set on construction: a field with a resolver would cost a Strawberry
+    # ``Info`` and an argument pass for each of the thousands of objects a dashboard returns.
+    id: strawberry.ID = strawberry.field(
+        init=False, default=strawberry.ID(""), description="The object's global ID."
+    )
+
+    def __post_init__(self) -> None:
+        self.id = strawberry.ID(encode_global_id(type(self).__name__, self.pk))
 
 
 @strawberry.type
