@@ -10,13 +10,11 @@ interleaved with the dashboard's in id (= time) order, as they would be in a rea
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import JSON, Table, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import JSON, Table, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.permissions import Permission
 from models.base import Base, StringList
+from models.database import scratch_database
 
 # --------------------------------------------------------------------------- queries
 
@@ -97,41 +95,8 @@ def temporary_database(server_url: str | None) -> Iterator[str]:
         return
     if not server_url.startswith("postgresql"):
         raise SystemExit("--database-url must be a postgresql+asyncpg:// server URL")
-    name = f"linkgate_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-class StatementCounter:
-    """Counts SQL statements sent through the engine while active."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine.sync_engine
-        self.count = 0
-        self.statements: list[tuple[str, Any]] = []
-
-    def _record(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        self.count += 1
-        self.statements.append((statement, parameters))
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
+    with scratch_database(server_url, "linkgate_bench") as url:
+        yield url
 
 
 def asgi_client(app: Any) -> httpx.AsyncClient:

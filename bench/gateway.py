@@ -44,14 +44,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.tokens import TokenSettings
 from bench.dataset import (
-    ACCOUNT_HEADER, DASHBOARD, MAX_QUERY_COST, BackgroundShape, DashboardShape, Seeded, StatementCounter,
+    ACCOUNT_HEADER, DASHBOARD, MAX_QUERY_COST, BackgroundShape, DashboardShape, Seeded,
     asgi_client, seed, temporary_database,
 )
 from bench.handwritten import create_handwritten_app
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
-from models.database import create_engine
+from models.database import StatementCounter, create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"on/off": 1.10, "gateway/handwritten": 2.0, "10x/1x": 1.2}

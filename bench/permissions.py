@@ -33,13 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.tokens import TokenSettings
 from bench.dataset import (
-    DASHBOARD, MAX_QUERY_COST, DashboardShape, StatementCounter, asgi_client, seed,
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, seed,
     temporary_database,
 )
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
-from models.database import create_engine
+from models.database import StatementCounter, create_engine
 
 TARGET_RATIO = 1.10
 

@@ -7,9 +7,7 @@ never see each other's rows. Tests that write use their own new users and accoun
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from linkgate.app import create_app
 from linkgate.demo import DEMO_PASSWORD, seed_demo
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
-from models.database import create_engine, create_session_factory
+from models.database import StatementCounter, create_engine, create_session_factory, scratch_database
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PERSONAS = {
@@ -42,15 +38,6 @@ def _server_url() -> str | None:
     return os.environ.get("LINKGATE_TEST_DATABASE_URL") or None
 
 
-async def _admin(server_url: str, statement: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A new database for this run, migrated to head (runs before the event loop starts)."""
@@ -63,14 +50,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if not server_url.startswith("postgresql"):
         raise RuntimeError("LINKGATE_TEST_DATABASE_URL must be a postgresql+asyncpg:// URL")
-    name = f"linkgate_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(server_url, "linkgate_test") as url:
         upgrade_database(url)
         yield url
-    finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -145,28 +127,6 @@ async def tokens(gql: GraphQLClient) -> dict[str, str]:
     return {persona: await gql.login(email) for persona, email in PERSONAS.items()}
 
 
-class StatementCounter:
-    """Counts SQL statements sent through an engine while active."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine.sync_engine
-        self.statements: list[str] = []
-
-    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-
 @pytest.fixture
 def count_statements(engine: AsyncEngine) -> Any:
     return lambda: StatementCounter(engine)
@@ -179,9 +139,5 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
     if not server.startswith("postgresql"):
         yield f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
         return
-    name = f"linkgate_cli_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(server, "linkgate_cli") as url:
+        yield url

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +18,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, make_url, pool, text
+from sqlalchemy import inspect, make_url, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import models
+from models.database import scratch_database
 from linkgate.migrations import alembic_config, current_revision, upgrade_database
 
 metadata = models.Base.metadata
@@ -84,27 +84,6 @@ def _create_all(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
-def _postgres_scratch_urls(server_url: str, count: int) -> Iterator[list[str]]:
-    """Create ``count`` uniquely named databases on the server; drop them afterwards."""
-    server = make_url(server_url).set(drivername="postgresql+asyncpg")
-    names = [f"linkgate_mig_{uuid.uuid4().hex[:12]}" for _ in range(count)]
-
-    async def execute(statements: list[str]) -> None:
-        engine = create_async_engine(server, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                for statement in statements:
-                    await connection.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(execute([f'CREATE DATABASE "{name}"' for name in names]))
-    try:
-        yield [server.set(database=name).render_as_string(hide_password=False) for name in names]
-    finally:
-        asyncio.run(execute([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names]))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_urls(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[list[str]]:
     """Two empty databases: one to migrate, one for ``create_all``."""
@@ -114,7 +93,10 @@ def database_urls(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[lis
     server_url = os.environ.get("LINKGATE_TEST_DATABASE_URL", "")
     if not server_url.startswith("postgresql"):
         pytest.skip("LINKGATE_TEST_DATABASE_URL does not point at PostgreSQL")
-    yield from _postgres_scratch_urls(server_url, 2)
+    server = make_url(server_url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    with scratch_database(server, "linkgate_mig") as migrated, \
+            scratch_database(server, "linkgate_mig") as reference:
+        yield [migrated, reference]
 
 
 def test_upgrade_builds_the_models_schema(database_urls: list[str]) -> None:
