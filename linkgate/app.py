@@ -127,6 +127,10 @@ class GraphQLEndpoint(GraphQL):
                     "Internal server error. Quote the request id when reporting it.",
                     requestId=request_id,
                 )
+            finally:
+                context = getattr(request.state, "context", None)
+                if context is not None:
+                    context.release()
 
     async def process_result(self, request: Request, result: Any) -> Any:
         """Chooses the HTTP status of a single operation's response (see ``_negotiated``)."""
@@ -147,10 +151,12 @@ class GraphQLEndpoint(GraphQL):
         return data
 
     async def get_context(self, request: Any, response: Any) -> Any:
-        return build_context(
+        context = build_context(
             request, request.state.session, self.settings,
             enforce_permissions=self.enforce_permissions,
         )
+        request.state.context = context  # released when the response is ready (``_respond``)
+        return context
 
     def encode_json(self, data: object) -> bytes:
         # orjson: about ten times json.dumps on large dashboard responses.
@@ -193,17 +199,23 @@ def create_app(
 
     # Dashboards send the same few documents over and over: parse and validate each once.
     # Both caches are bounded, so unique query texts cannot grow memory.
+    # The limits' validation rules are made once: the validation cache is keyed by the rule
+    # classes, and the limiters make new classes each time they are constructed, so building
+    # them per request would validate every request afresh.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not settings.introspection:
+        limit_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         # First: the token limit is a parse option, so it must be set before parsing.
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: CachedParsing(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(limit_rules),
         lambda: CostLimit(max_cost=settings.max_query_cost),
     ]
-    if not settings.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     schema = build_schema(
         extensions,
         hide_suggestions=not settings.introspection,

@@ -40,6 +40,10 @@ class Context:
             self.principal = await principal_for(self.session, self.credentials)
         self.access = await load_access(self.session, self.principal)
 
+    def release(self) -> None:
+        """The request is over: free what it loaded (see ``Loaders.clear``)."""
+        self.loaders.clear()
+
     def signed_in(self) -> Principal:
         """The caller of a mutation that needs one; anonymous callers get UNAUTHENTICATED."""
         if self.principal is None:
