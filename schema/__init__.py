@@ -13,6 +13,7 @@ from schema import accounts, audit, billing, contacts, credits, invoices, links,
 from schema.directives import install_guards
 from schema.authentication import Authenticate
 from schema.errors import shape_error
+from schema.execution import LinkgateExecutor
 from schema.mutation import Mutation
 from schema.query import Query
 
@@ -59,6 +60,7 @@ def build_schema(
         ],
         extensions=[*(extensions or []), Authenticate],
         config=config,
+        execution_context_class=LinkgateExecutor,
     )
 
 

@@ -1,0 +1,345 @@
+"""The executor: graphql-core's, planned once per selection set instead of once per field.
+
+A dashboard answer holds about 25,000 fields over 7,400 objects. graphql-core works out for
+every field, on every object, what it already knew for the previous object of the same
+selection set: the field definition, the list of AST nodes, whether the result type is
+non-null, a list, a leaf or an object — and it builds an ``Info`` and runs Strawberry's
+resolver wrapper even for fields that only read an attribute. This executor classifies each
+field of a selection set once per operation (a ``_Step``) and then, per object:
+
+- a *plain* field (no resolver, no field extension — so no ``@requires`` guard — selected
+  without arguments or directives) reads its attribute; a scalar or enum is coerced inline;
+- every other field calls its resolver exactly as graphql-core does (``Info``, arguments,
+  middleware-free resolver, the same error handling);
+- values complete with the same rules as graphql-core's ``complete_value`` for non-null,
+  lists held in memory, leaves and object types; interfaces, unions, async iterables and
+  anything unusual go to graphql-core's own code.
+
+A null in a non-null field, a value a scalar refuses or a resolver's exception is reported by
+the same ``handle_field_error`` as before, so errors, their paths and null propagation are
+unchanged. An operation whose schema extensions wrap resolvers (a ``resolve`` hook) runs
+entirely on graphql-core's path, so such an extension still sees every field.
+
+Measured in ``bench/RESULTS.md``; pinned by ``tests/test_execution.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.executor import invalid_return_type_error, to_nodes
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, Undefined, gather_with_cancel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.field import StrawberryField
+
+# What a step does with the object in front of it.
+_LEAF = 1  # read a plain attribute holding a scalar or an enum, coerce it inline
+_VALUE = 2  # read a plain attribute holding an object or a list, complete it
+_RESOLVE = 3  # call the field's resolver, complete what it returns
+_UNKNOWN = 4  # no such field on the type (graphql-core leaves it out of the answer)
+
+
+class _Step:
+    """One field of one selection set, worked out once per operation."""
+
+    __slots__ = ("response_name", "details", "nodes", "field_def", "parent_type", "kind",
+                 "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments")
+
+    def __init__(self, response_name: str, details: FieldDetailsList,
+                 field_def: GraphQLField | None, parent_type: GraphQLObjectType, *,
+                 short_paths: bool, default_resolver: Callable[..., Any]) -> None:
+        self.response_name = response_name
+        self.details = details
+        self.nodes: list[FieldNode] = to_nodes(details)
+        self.field_def = field_def
+        self.parent_type = parent_type
+        self.attribute = ""
+        self.coerce: Callable[[Any], Any] | None = None
+        if field_def is None:
+            self.kind = _UNKNOWN
+            return
+        self.return_type: GraphQLOutputType = field_def.type
+        self.nullable = not isinstance(field_def.type, GraphQLNonNull)
+        self.resolve = field_def.resolve or default_resolver
+        self.has_arguments = bool(field_def.args or details[0].node.arguments)
+        if not (short_paths and _is_plain(field_def, details)):
+            self.kind = _RESOLVE
+            return
+        self.attribute = field_def.extensions["strawberry-definition"].python_name
+        named = field_def.type.of_type if isinstance(field_def.type, GraphQLNonNull) else field_def.type
+        if isinstance(named, GraphQLLeafType):
+            self.kind = _LEAF
+            self.coerce = named.coerce_output_value
+        else:
+            self.kind = _VALUE
+
+
+def _is_plain(field_def: GraphQLField, details: FieldDetailsList) -> bool:
+    """A Strawberry field without a resolver or extension, selected without arguments or
+    directives: reading the attribute is all its resolver would do."""
+    definition = field_def.extensions.get("strawberry-definition")
+    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
+        return False
+    if definition.default_resolver is not getattr or field_def.args:
+        return False
+    if not getattr(field_def.resolve, "_is_default", False):
+        return False
+    return all(
+        detail.defer_usage is None and not detail.node.arguments and not detail.node.directives
+        for detail in details
+    )
+
+
+class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor with per-selection-set plans (one instance per operation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, list[_Step]]] = {}
+        manager = self.middleware_manager
+        # A schema extension with a ``resolve`` hook must wrap every field: then the whole
+        # operation takes graphql-core's path.
+        self._planned = manager is None or manager.get_field_resolver(_probe) is _probe
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[_Step]:
+        key = id(grouped_field_set)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] is grouped_field_set and cached[1] is parent_type:
+            return cached[2]
+        steps = [
+            _Step(response_name, details,
+                  self.schema.get_field(parent_type, details[0].node.name.value), parent_type,
+                  short_paths=self._planned, default_resolver=self.field_resolver)
+            for response_name, details in grouped_field_set.items()
+        ]
+        # Kept alive with its plan, the grouped field set's id cannot be reused meanwhile.
+        self._plans[key] = (grouped_field_set, parent_type, steps)
+        return steps
+
+    # ------------------------------------------------------------------ fields
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        if not self._planned:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        type_name = parent_type.name
+        try:
+            for step in self._plan(parent_type, grouped_field_set):
+                name = step.response_name
+                if step.kind == _LEAF:
+                    value = getattr(source_value, step.attribute, Undefined)
+                    if value is None:
+                        if step.nullable:
+                            results[name] = None
+                            continue
+                    elif value is not Undefined:
+                        try:
+                            coerced = step.coerce(value)  # type: ignore[misc]
+                        except Exception:  # noqa: BLE001 - reported below, the usual way
+                            coerced = None
+                        if coerced is not None and coerced is not Undefined:
+                            results[name] = coerced
+                            continue
+                    # A missing attribute, a null in a non-null field or a refused value:
+                    # complete it the long way, which raises the usual error.
+                    result = self._execute(step, source_value, Path(path, name, type_name),
+                                           position_context, read=True)
+                elif step.kind == _UNKNOWN:
+                    continue
+                else:
+                    result = self._execute(step, source_value, Path(path, name, type_name),
+                                           position_context, read=step.kind == _VALUE)
+                results[name] = result
+                if is_awaitable(result):
+                    awaitable_fields.append(name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()
+
+    def _execute(self, step: _Step, source: Any, path: Path, position_context: Any, *,
+                 read: bool) -> Any:
+        """graphql-core's ``execute_field`` for one step: ``read`` takes the attribute, as
+        Strawberry's default resolver would, without building an ``Info``."""
+        return_type = step.return_type
+        info: GraphQLResolveInfo | None = None
+        try:
+            if read:
+                result = getattr(source, step.attribute)
+            else:
+                info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
+                first = step.details[0]
+                arguments = get_argument_values(
+                    step.field_def, first.node, self.variable_values,  # type: ignore[arg-type]
+                    first.fragment_variable_values, self.hide_suggestions,
+                ) if step.has_arguments else {}
+                result = step.resolve(source, info, **arguments)
+                if self.is_awaitable(result):
+                    return self._complete_awaitable(step, info, path, result, position_context)
+            completed = self._complete(step, return_type, path, result, position_context, info)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, step.details, path)
+            return None
+        if self.is_awaitable(completed):
+            return self._await_completed(completed, return_type, step.details, path)
+        return completed
+
+    async def _complete_awaitable(self, step: _Step, info: GraphQLResolveInfo, path: Path,
+                                  result: Awaitable[Any], position_context: Any) -> Any:
+        try:
+            resolved = await self.with_abort_signal(result)
+            completed = self._complete(step, step.return_type, path, resolved, position_context, info)
+            if self.is_awaitable(completed):
+                completed = await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, step.return_type, step.details, path)
+            return None
+        return completed
+
+    async def _await_completed(self, completed: Awaitable[Any], return_type: GraphQLOutputType,
+                               details: FieldDetailsList, path: Path) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, details, path)
+            return None
+
+    # ------------------------------------------------------------------ values
+
+    def _complete(self, step: _Step, return_type: GraphQLOutputType, path: Path, value: Any,
+                  position_context: Any, info: GraphQLResolveInfo | None) -> Any:
+        """``complete_value`` for non-null, lists in memory, leaves and object types; the rest
+        goes to graphql-core's, with an ``Info`` made if the resolver had none."""
+        if isinstance(value, Exception):
+            raise value
+        if isinstance(return_type, GraphQLNonNull):
+            completed = self._complete(step, return_type.of_type, path, value, position_context, info)
+            if completed is None:
+                raise TypeError(
+                    "Cannot return null for non-nullable field"
+                    f" {step.parent_type.name}.{step.nodes[0].name.value}."
+                )
+            return completed
+        if value is None or value is Undefined:
+            return None
+        if isinstance(return_type, GraphQLObjectType):
+            is_type_of = return_type.is_type_of
+            if is_type_of is not None:
+                matches = is_type_of(value, info or self._info(step, path))
+                if self.is_awaitable(matches):  # rare: let graphql-core await it
+                    return self.complete_object_value(
+                        return_type, step.details, info or self._info(step, path), path, value,
+                        position_context,
+                    )
+                if not matches:
+                    raise invalid_return_type_error(return_type, value, step.details)
+            return self.collect_and_execute_subfields(
+                return_type, step.details, path, value, position_context
+            )
+        if isinstance(return_type, GraphQLLeafType):
+            return self.complete_leaf_value(return_type, value)
+        if isinstance(return_type, GraphQLList) and isinstance(value, (list, tuple)):
+            return self._complete_list(step, return_type.of_type, path, value, position_context, info)
+        return self.complete_value(
+            return_type, step.details, info or self._info(step, path), path, value, position_context
+        )
+
+    def _complete_list(self, step: _Step, item_type: GraphQLOutputType, path: Path,
+                       items: list[Any] | tuple[Any, ...], position_context: Any,
+                       info: GraphQLResolveInfo | None) -> Any:
+        """``complete_iterable_value`` for a list in memory. ``@stream`` cannot reach here:
+        a selection with directives is not planned as plain, and Linkgate's schema does not
+        enable incremental delivery."""
+        completed_results: list[Any] = []
+        awaitable_indices: list[int] = []
+        is_awaitable = self.is_awaitable
+        try:
+            for index, item in enumerate(items):
+                item_path = Path(path, index, None)
+                try:
+                    if is_awaitable(item):
+                        completed = self.complete_awaitable_list_item_value(
+                            item, item_type, step.details, info or self._info(step, path),
+                            item_path, position_context,
+                        )
+                    else:
+                        completed = self._complete(
+                            step, item_type, item_path, item, position_context, info
+                        )
+                        if is_awaitable(completed):
+                            completed = self._await_completed(
+                                completed, item_type, step.details, item_path
+                            )
+                except Exception as raw_error:
+                    # Re-raised for a non-null item type: then the whole list is the error.
+                    self.handle_field_error(raw_error, item_type, step.details, item_path)
+                    completed = None
+                if is_awaitable(completed):
+                    awaitable_indices.append(index)
+                completed_results.append(completed)
+        except Exception:
+            if awaitable_indices:
+                self.settle_in_background([completed_results[i] for i in awaitable_indices])
+            raise
+
+        if not awaitable_indices:
+            return completed_results
+
+        async def get_completed_results() -> list[Any]:
+            if len(awaitable_indices) == 1:
+                index = awaitable_indices[0]
+                completed_results[index] = await completed_results[index]
+            else:
+                awaited = await gather_with_cancel(*(completed_results[i] for i in awaitable_indices))
+                for index, result in zip(awaitable_indices, awaited, strict=True):
+                    completed_results[index] = result
+            return completed_results
+
+        return get_completed_results()
+
+    def _info(self, step: _Step, path: Path) -> GraphQLResolveInfo:
+        """The ``Info`` graphql-core would have built, made only where something reads it."""
+        return self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
+
+
+def _probe(source: Any, info: Any, **arguments: Any) -> Any:
+    """Compared by identity: a middleware manager without middleware returns it as it is."""
+    return None
