@@ -24,6 +24,7 @@ from schema.directives import gated
 from schema.enums import AccountStatus, TicketStatus
 from schema.invoices import Invoice, InvoiceFilter
 from schema.notifications import Notification
+from schema.prefetch import prefetch
 from schema.relay import Connection, Node
 from schema.services import Service
 from schema.tickets import Ticket
@@ -135,8 +136,11 @@ class Account(Node):
             bounds=info.context.tunables.pages,
             filter=filter.to_values() if filter is not None else None,
         )
-        page = await info.context.loaders.invoice_pages_by_payer_id.load(request)
-        return Connection.from_page(page, Invoice.from_model)
+        loaders = info.context.loaders
+        page = await loaders.invoice_pages_by_payer_id.load(request)
+        lines = await prefetch(info, ("edges", "node", "lines"), loaders.invoice_lines_by_invoice_id,
+                               [row.id for row in page.rows])
+        return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
 
     @gated(P.SERVICES_READ)
     async def services(self, info: strawberry.Info) -> list[Service] | None:
@@ -155,8 +159,11 @@ class Account(Node):
             TICKETS_BY_ACCOUNT, self.pk, first=first, after=after,
             bounds=info.context.tunables.pages, filter=status
         )
-        page = await info.context.loaders.ticket_pages_by_account_id.load(request)
-        return Connection.from_page(page, Ticket.from_model)
+        loaders = info.context.loaders
+        page = await loaders.ticket_pages_by_account_id.load(request)
+        messages = await prefetch(info, ("edges", "node", "messages"), loaders.messages_by_ticket_id,
+                                  [row.id for row in page.rows])
+        return Connection.from_page(page, lambda row: Ticket.from_model(row, messages.get(row.id)))
 
     @gated(P.CONTACTS_READ)
     async def contacts(self, info: strawberry.Info) -> list[Contact] | None:

@@ -13,7 +13,8 @@ directive concerns, so the SDL cannot say one thing while the server does anothe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import strawberry
@@ -105,7 +106,14 @@ class GuardObjects(FieldExtension):
     """Checks every object a field returns against its type's ``@requires``."""
 
     def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
-        return _filter(info.context, next_(source, info, **kwargs))
+        result = next_(source, info, **kwargs)
+        if inspect.isawaitable(result):  # a sync resolver that had nothing prefetched
+            return self._filter_later(info.context, result)
+        return _filter(info.context, result)
+
+    @staticmethod
+    async def _filter_later(context: Context, result: Awaitable[Any]) -> Any:
+        return _filter(context, await result)
 
     async def resolve_async(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
         return _filter(info.context, await next_(source, info, **kwargs))

@@ -17,6 +17,7 @@ from resolvers.invoices import InvoiceFilter as InvoiceFilterValues
 from schema.directives import Requires
 from schema.enums import InvoiceStatus
 from schema.money import Address, Money
+from schema.prefetch import prefetched_or
 from schema.relay import Node
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class Invoice(Node):
     total: Money
     bill_to: Address
     link_group_pk: strawberry.Private[int | None]
+    # Set when the page that holds this invoice loaded its lines (schema/prefetch.py).
+    prefetched_lines: strawberry.Private[list[InvoiceLine] | None] = None
 
     @strawberry.field(description="The paying account (the head account for a consolidated one).")
     async def account(
@@ -116,7 +119,10 @@ class Invoice(Node):
         return await load_link_group(info, self.link_group_pk)
 
     @strawberry.field
-    async def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
+    def lines(self, info: strawberry.Info) -> list[InvoiceLine]:
+        return prefetched_or(self.prefetched_lines, lambda: self._load_lines(info))  # type: ignore[return-value]
+
+    async def _load_lines(self, info: strawberry.Info) -> list[InvoiceLine]:
         rows = await info.context.loaders.invoice_lines_by_invoice_id.load(self.pk)
         return [InvoiceLine.from_model(row, self.currency) for row in rows]
 
@@ -128,7 +134,7 @@ class Invoice(Node):
         return await download_url(info, [self.pk])
 
     @classmethod
-    def from_model(cls, row: InvoiceRow) -> Invoice:
+    def from_model(cls, row: InvoiceRow, line_rows: list[InvoiceLineRow] | None = None) -> Invoice:
         def money(amount: int) -> Money:
             return Money(amount=amount, currency=row.currency)
 
@@ -143,4 +149,6 @@ class Invoice(Node):
                 country=row.bill_to_country,
             ),
             link_group_pk=row.link_group_id,
+            prefetched_lines=None if line_rows is None
+            else [InvoiceLine.from_model(line, row.currency) for line in line_rows],
         )

@@ -15,6 +15,7 @@ from resolvers.user_errors import UserError as UserErrorValue
 from schema.directives import Requires
 from schema.enums import AuthorKind, Department, TicketStatus
 from schema.payloads import UserError
+from schema.prefetch import prefetched_or
 from schema.relay import Node, decode_id_of
 
 
@@ -50,14 +51,19 @@ class Ticket(Node):
     created_at: datetime
     updated_at: datetime
     cc_emails: list[str]
+    # Set when the page that holds this ticket loaded its messages (schema/prefetch.py).
+    prefetched_messages: strawberry.Private[list[TicketMessage] | None] = None
 
     @strawberry.field(description="Oldest first.")
-    async def messages(self, info: strawberry.Info) -> list[TicketMessage]:
+    def messages(self, info: strawberry.Info) -> list[TicketMessage]:
+        return prefetched_or(self.prefetched_messages, lambda: self._load_messages(info))  # type: ignore[return-value]
+
+    async def _load_messages(self, info: strawberry.Info) -> list[TicketMessage]:
         rows = await info.context.loaders.messages_by_ticket_id.load(self.pk)
         return [TicketMessage.from_model(row) for row in rows]
 
     @classmethod
-    def from_model(cls, row: TicketRow) -> Ticket:
+    def from_model(cls, row: TicketRow, message_rows: list[MessageRow] | None = None) -> Ticket:
         return cls(
             pk=row.id, account_id=row.account_id, number=row.number, subject=row.subject,
             department=row.department, status=row.status,
@@ -66,6 +72,8 @@ class Ticket(Node):
                 is_contact=row.opened_by_contact_id is not None,
             ),
             created_at=row.created_at, updated_at=row.updated_at, cc_emails=list(row.cc_emails),
+            prefetched_messages=None if message_rows is None
+            else [TicketMessage.from_model(message) for message in message_rows],
         )
 
 

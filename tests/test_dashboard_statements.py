@@ -178,3 +178,55 @@ async def test_nodes_statements_do_not_grow_with_ids(
     assert len(few_result["data"]["nodes"]) == 10
     print(f"nodes: {few} statements for 10 ids, {many} for 100")
     assert few == many <= 6
+
+
+PAGES_WITHOUT_CHILDREN = """
+{ viewer { accounts(first: 50) { edges { node {
+  invoices(first: 10) { edges { node { id number } } }
+  tickets(first: 10) { edges { node { id number } } }
+} } } } }
+"""
+PAGES_WITH_CHILDREN = """
+{ viewer { accounts(first: 50) { edges { node {
+  invoices(first: 10) { edges { node { id number lines { description amount { amount } } } } }
+  tickets(first: 10) { edges { node { id number messages { body } } } }
+} } } } }
+"""
+PAGES_WITH_CHILDREN_IN_FRAGMENTS = """
+{ viewer { accounts(first: 50) { edges { node {
+  invoices(first: 10) { ...InvoicePage }
+  tickets(first: 10) { edges { ... on TicketEdge { node { id number ... on Ticket { messages { body } } } } } }
+} } } } }
+fragment InvoicePage on InvoiceConnection { edges { node { id number ...Lines } } }
+fragment Lines on Invoice { lines { description amount { amount } } }
+"""
+
+
+async def test_children_load_with_their_page_only_when_the_query_selects_them(
+    gql: GraphQLClient, count_statements: Any, owners: dict[int, str]
+) -> None:
+    """schema/prefetch.py: lines and messages come with their invoice and ticket pages (one
+    statement each, as before), not when unselected, and through fragments too."""
+    token = owners[50]
+    without, _ = await _measure(gql, count_statements, PAGES_WITHOUT_CHILDREN, {}, token)
+    with_children, plain = await _measure(gql, count_statements, PAGES_WITH_CHILDREN, {}, token)
+    in_fragments, fragments = await _measure(
+        gql, count_statements, PAGES_WITH_CHILDREN_IN_FRAGMENTS, {}, token
+    )
+    assert with_children == without + 2  # one for every page's lines, one for the messages
+    assert in_fragments == with_children
+    assert fragments == plain
+
+    # The same invoices reached without a page (``nodes``) load their lines themselves.
+    invoices = [
+        invoice["node"]
+        for account in plain["data"]["viewer"]["accounts"]["edges"]
+        for invoice in account["node"]["invoices"]["edges"]
+    ]
+    assert len(invoices) == 150 and all(len(invoice["lines"]) == 2 for invoice in invoices)
+    by_node = await gql.execute(
+        "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Invoice { number "
+        "lines { description amount { amount } } } } }",
+        {"ids": [invoice["id"] for invoice in invoices[:100]]}, token=token,
+    )
+    assert by_node["data"]["nodes"] == invoices[:100]
