@@ -18,6 +18,7 @@ from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
 from resolvers.pagination import PageRequest
 from resolvers.tickets import TICKETS_BY_ACCOUNT
 from schema.audit import AuditEvent
+from schema.context import Context
 from schema.contacts import Contact
 from schema.credits import CreditLedgerEntry, LowCreditReminder
 from schema.directives import gated
@@ -88,15 +89,17 @@ class Account(Node):
     async def link_groups(
         self, info: strawberry.Info
     ) -> list[Annotated[LinkGroup, strawberry.lazy("schema.links")]]:
-        from schema.links import can_see_link_group, load_link_group
+        from schema.links import can_see_link_group, load_link_group, prefetch_accounts
 
         places = await info.context.loaders.link_places_by_account_id.load(self.pk)
         groups = await asyncio.gather(*(load_link_group(info, place.group_id) for place in places))
         # A head reached through a group you see via a member shows that group, not its others.
-        return [
+        shown = [
             group for group in groups
             if group is not None and await can_see_link_group(info, group)
         ]
+        await prefetch_accounts(info, shown)
+        return shown
 
     @gated(P.CREDITS_READ)
     def credit_balance(self) -> int | None:
@@ -234,10 +237,15 @@ class Viewer:
         return None if row is None else Account.from_model(row)
 
 
+def hides_account(context: Context, account_id: int) -> bool:
+    """Whether an account reached through a relation shows as null (no error) to the viewer."""
+    return context.enforce_permissions and not context.access.can_see(account_id)
+
+
 async def visible_account(info: strawberry.Info, account_id: int) -> Account | None:
-    """An account reached through a relation: null (no error) when the viewer cannot see it."""
+    """An account reached through a relation, or null when ``hides_account``."""
     context = info.context
-    if context.enforce_permissions and not context.access.can_see(account_id):
+    if hides_account(context, account_id):
         return None
     row = await context.loaders.account_by_id.load(account_id)
     return None if row is None else Account.from_model(row)

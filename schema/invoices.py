@@ -17,7 +17,7 @@ from resolvers.invoices import InvoiceFilter as InvoiceFilterValues
 from schema.directives import Requires
 from schema.enums import InvoiceStatus
 from schema.money import Address, Money
-from schema.prefetch import prefetched_or
+from schema.prefetch import NOT_PREFETCHED, prefetched_or
 from schema.relay import Node
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class Invoice(Node):
     bill_to: Address
     link_group_pk: strawberry.Private[int | None]
     # Set when the page that holds this invoice loaded its lines (schema/prefetch.py).
-    prefetched_lines: strawberry.Private[list[InvoiceLine] | None] = None
+    prefetched_lines: strawberry.Private[list[InvoiceLine]] = NOT_PREFETCHED
 
     @strawberry.field(description="The paying account (the head account for a consolidated one).")
     async def account(
@@ -149,6 +149,6 @@ class Invoice(Node):
                 country=row.bill_to_country,
             ),
             link_group_pk=row.link_group_id,
-            prefetched_lines=None if line_rows is None
+            prefetched_lines=NOT_PREFETCHED if line_rows is None
             else [InvoiceLine.from_model(line, row.currency) for line in line_rows],
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -13,6 +13,7 @@ from resolvers import links
 from resolvers.user_errors import UserError as UserErrorValue
 from schema.enums import LinkKind, LinkMethod
 from schema.payloads import UserError
+from schema.prefetch import NOT_PREFETCHED, prefetched_or, selects
 from schema.relay import Node, decode_id_of
 
 if TYPE_CHECKING:
@@ -25,14 +26,15 @@ class LinkMember:
     linked_at: datetime
     linked_via: LinkMethod
     account_pk: strawberry.Private[int]
+    prefetched_account: strawberry.Private[Any] = NOT_PREFETCHED  # Account | None
 
     @strawberry.field(description="The member account; null if you cannot see it.")
-    async def account(
+    def account(
         self, info: strawberry.Info
     ) -> Annotated[Account, strawberry.lazy("schema.accounts")] | None:
         from schema.accounts import visible_account
 
-        return await visible_account(info, self.account_pk)
+        return prefetched_or(self.prefetched_account, lambda: visible_account(info, self.account_pk))  # type: ignore[return-value]
 
     @classmethod
     def from_model(cls, row: LinkMemberRow) -> LinkMember:
@@ -46,25 +48,64 @@ class LinkMember:
 class LinkGroup(Node):
     kind: LinkKind
     name: str | None
+    # Set when the group was loaded with its members, and by ``prefetch_accounts``.
+    prefetched_members: strawberry.Private[list[LinkMember]] = NOT_PREFETCHED
+    prefetched_head: strawberry.Private[Any] = NOT_PREFETCHED  # Account
 
     @strawberry.field(
         description="The head (head-office) account. Shown to every member's viewers; its "
         "gated fields still follow the viewer's own permissions on it."
     )
-    async def head(self, info: strawberry.Info) -> Annotated[Account, strawberry.lazy("schema.accounts")]:
+    def head(self, info: strawberry.Info) -> Annotated[Account, strawberry.lazy("schema.accounts")]:
+        return prefetched_or(self.prefetched_head, lambda: self._load_head(info))  # type: ignore[return-value]
+
+    async def _load_head(self, info: strawberry.Info) -> Account:
         from schema.accounts import Account
 
-        row = await info.context.loaders.account_by_id.load(self.account_id)
-        return Account.from_model(row)
+        return Account.from_model(await info.context.loaders.account_by_id.load(self.account_id))
 
     @strawberry.field(description="Every account in the group other than the head.")
-    async def members(self, info: strawberry.Info) -> list[LinkMember]:
+    def members(self, info: strawberry.Info) -> list[LinkMember]:
+        return prefetched_or(self.prefetched_members, lambda: self._load_members(info))  # type: ignore[return-value]
+
+    async def _load_members(self, info: strawberry.Info) -> list[LinkMember]:
         rows = await info.context.loaders.link_members_by_group_id.load(self.pk)
         return [LinkMember.from_model(row) for row in rows if not row.is_head]
 
     @classmethod
-    def from_model(cls, row: LinkGroupRow, head_account_id: int) -> LinkGroup:
-        return cls(pk=row.id, account_id=head_account_id, kind=row.kind, name=row.name)
+    def from_model(
+        cls, row: LinkGroupRow, head_account_id: int, member_rows: list[LinkMemberRow] | None = None
+    ) -> LinkGroup:
+        return cls(
+            pk=row.id, account_id=head_account_id, kind=row.kind, name=row.name,
+            prefetched_members=NOT_PREFETCHED if member_rows is None
+            else [LinkMember.from_model(member) for member in member_rows if not member.is_head],
+        )
+
+
+async def prefetch_accounts(info: strawberry.Info, groups: list[LinkGroup]) -> None:
+    """The heads and member accounts of every group on the page, in one batch, when the query
+    asks for them (``head``, ``members.account``); see ``schema/prefetch.py``."""
+    from schema.accounts import Account, hides_account
+
+    heads = selects(info, "head")
+    members = [
+        member for group in groups if group.prefetched_members is not NOT_PREFETCHED
+        for member in group.prefetched_members
+    ] if selects(info, "members", "account") else []
+    context = info.context
+    shown = [member for member in members if not hides_account(context, member.account_pk)]
+    wanted = [group.account_id for group in groups] if heads else []
+    wanted += [member.account_pk for member in shown]
+    if not wanted:
+        return
+    rows = dict(zip(wanted, await context.loaders.account_by_id.load_many(wanted)))
+    if heads:
+        for group in groups:
+            group.prefetched_head = Account.from_model(rows[group.account_id])
+    for member in members:
+        row = None if hides_account(context, member.account_pk) else rows[member.account_pk]
+        member.prefetched_account = None if row is None else Account.from_model(row)
 
 
 async def can_see_link_group(info: strawberry.Info, group: LinkGroup) -> bool:
@@ -86,7 +127,7 @@ async def load_link_group(info: strawberry.Info, group_id: int) -> LinkGroup | N
     head = next((member.account_id for member in members if member.is_head), None)
     if head is None:
         return None  # dissolved: its last member was unlinked
-    return LinkGroup.from_model(row, head_account_id=head)
+    return LinkGroup.from_model(row, head_account_id=head, member_rows=members)
 
 
 @strawberry.input(description="Proof of control: the email and password of the account's owner.")

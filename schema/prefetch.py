@@ -68,11 +68,18 @@ async def prefetch(
     return dict(zip(keys, await loader.load_many(keys)))
 
 
-def prefetched_or(
-    value: Value | None, load: Callable[[], Awaitable[Value]]
-) -> Value | Awaitable[Value]:
+class _NotPrefetched:
+    def __repr__(self) -> str:
+        return "NOT_PREFETCHED"
+
+
+# The default of a prefetched slot: ``None`` can be a prefetched answer (an account you cannot see).
+NOT_PREFETCHED: Any = _NotPrefetched()
+
+
+def prefetched_or(value: Value, load: Callable[[], Awaitable[Value]]) -> Value | Awaitable[Value]:
     """The prefetched value, or the awaitable that loads it (graphql-core takes either).
 
     Only for fields without field extensions: an extension's sync path would receive the
     awaitable (``GuardObjects`` handles it, see ``schema/directives.py``)."""
-    return value if value is not None else load()
+    return load() if value is NOT_PREFETCHED else value

@@ -15,7 +15,7 @@ from resolvers.user_errors import UserError as UserErrorValue
 from schema.directives import Requires
 from schema.enums import AuthorKind, Department, TicketStatus
 from schema.payloads import UserError
-from schema.prefetch import prefetched_or
+from schema.prefetch import NOT_PREFETCHED, prefetched_or
 from schema.relay import Node, decode_id_of
 
 
@@ -52,7 +52,7 @@ class Ticket(Node):
     updated_at: datetime
     cc_emails: list[str]
     # Set when the page that holds this ticket loaded its messages (schema/prefetch.py).
-    prefetched_messages: strawberry.Private[list[TicketMessage] | None] = None
+    prefetched_messages: strawberry.Private[list[TicketMessage]] = NOT_PREFETCHED
 
     @strawberry.field(description="Oldest first.")
     def messages(self, info: strawberry.Info) -> list[TicketMessage]:
@@ -72,7 +72,7 @@ class Ticket(Node):
                 is_contact=row.opened_by_contact_id is not None,
             ),
             created_at=row.created_at, updated_at=row.updated_at, cc_emails=list(row.cc_emails),
-            prefetched_messages=None if message_rows is None
+            prefetched_messages=NOT_PREFETCHED if message_rows is None
             else [TicketMessage.from_model(message) for message in message_rows],
         )
 
