@@ -13,7 +13,8 @@ execution, field extensions and per-field resolvers. Benchmark only, never deplo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from auth.permissions import Permission, sorted_permissions
 from auth.policy import AccessMap, load_access
 from auth.principals import authenticate
 from linkgate.context import bearer_token, token_settings
+from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.accounts import list_accounts
@@ -215,5 +217,10 @@ def create_handwritten_app(settings: Settings | None = None, engine: AsyncEngine
     async def healthz(request: Request) -> Response:
         return _CompactJSON({"status": "ok"})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tune_garbage_collection(settings.gc_young_threshold)  # as the gateway does: same runtime
+        yield
+
     return Starlette(routes=[Route("/dashboard", endpoint, methods=["POST"]),
-                             Route("/healthz", healthz)])
+                             Route("/healthz", healthz)], lifespan=lifespan)

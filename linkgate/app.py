@@ -33,6 +33,7 @@ from auth.errors import LinkgateError
 from linkgate.context import build_context
 from linkgate.downloads import download_endpoint
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
+from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
@@ -236,6 +237,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         delivery = start_delivery_loop(settings, engine)  # None unless configured
+        tune_garbage_collection(settings.gc_young_threshold)
         yield
         await stop_delivery_loop(delivery)
         await engine.dispose()

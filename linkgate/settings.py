@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=250_000, ge=10)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # New objects between two collections of the young generation (CPython's default: 700);
+    # see linkgate/serving.py.
+    gc_young_threshold: int = Field(default=50_000, ge=700)
     cors_origins: list[str] = Field(default_factory=list)
 
     currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")
