@@ -230,3 +230,30 @@ async def test_children_load_with_their_page_only_when_the_query_selects_them(
         {"ids": [invoice["id"] for invoice in invoices[:100]]}, token=token,
     )
     assert by_node["data"]["nodes"] == invoices[:100]
+
+
+GROUP_FIELDS = "id kind head { number creditBalance } members { friendlyName account { number creditBalance } }"
+
+
+@pytest.mark.parametrize("persona", ["olivia", "bill", "dev"])
+async def test_prefetched_link_groups_answer_as_groups_loaded_one_by_one(
+    gql: GraphQLClient, tokens: dict[str, str], persona: str
+) -> None:
+    """``Account.linkGroups`` prefetches heads and member accounts (hidden ones as null);
+    ``nodes`` loads each group's accounts through the fields' own resolvers."""
+    token = tokens[persona]
+    listing = await gql.execute(
+        f"{{ viewer {{ accounts(first: 50) {{ edges {{ node {{ linkGroups {{ {GROUP_FIELDS} }} }} }} }} }} }}",
+        token=token,
+    )
+    groups = {
+        group["id"]: group
+        for edge in listing["data"]["viewer"]["accounts"]["edges"]
+        for group in edge["node"]["linkGroups"]
+    }
+    assert groups, f"{persona} sees a link group in the demo"
+    one_by_one = await gql.execute(
+        f"query($ids: [ID!]!) {{ nodes(ids: $ids) {{ ... on LinkGroup {{ {GROUP_FIELDS} }} }} }}",
+        {"ids": list(groups)}, token=token,
+    )
+    assert one_by_one["data"]["nodes"] == list(groups.values())
