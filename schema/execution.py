@@ -48,26 +48,34 @@ from strawberry.types.field import StrawberryField
 # What a step does with the object in front of it.
 _LEAF = 1  # read a plain attribute holding a scalar or an enum, coerce it inline
 _VALUE = 2  # read a plain attribute holding an object or a list, complete it
-_RESOLVE = 3  # call the field's resolver, complete what it returns
-_UNKNOWN = 4  # no such field on the type (graphql-core leaves it out of the answer)
+_CALL = 3  # call a resolver that takes at most ``self`` and ``info`` directly
+_RESOLVE = 4  # call the field's resolver through Strawberry's wrapper, complete the result
+_CORE = 5  # a field selected with directives: graphql-core's ``execute_field`` as it is
+_UNKNOWN = 6  # no such field on the type (graphql-core leaves it out of the answer)
+
+_UNPLANNED: Any = object()
+
+# What completed values are made of: never awaitable, so no need to ask.
+_SETTLED = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 class _Step:
     """One field of one selection set, worked out once per operation."""
 
     __slots__ = ("response_name", "details", "nodes", "field_def", "parent_type", "kind",
-                 "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments")
+                 "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments",
+                 "subplans", "definition", "call", "passes_self", "info_parameter")
 
     def __init__(self, response_name: str, details: FieldDetailsList,
                  field_def: GraphQLField | None, parent_type: GraphQLObjectType, *,
-                 short_paths: bool, default_resolver: Callable[..., Any]) -> None:
+                 default_resolver: Callable[..., Any], direct_calls: bool) -> None:
         self.response_name = response_name
         self.details = details
         self.nodes: list[FieldNode] = to_nodes(details)
         self.field_def = field_def
         self.parent_type = parent_type
-        self.attribute = ""
-        self.coerce: Callable[[Any], Any] | None = None
+        # The plan of this field's selection set, per object type it returned (``_subplan``).
+        self.subplans: dict[GraphQLObjectType, list[_Step] | None] = {}
         if field_def is None:
             self.kind = _UNKNOWN
             return
@@ -75,32 +83,49 @@ class _Step:
         self.nullable = not isinstance(field_def.type, GraphQLNonNull)
         self.resolve = field_def.resolve or default_resolver
         self.has_arguments = bool(field_def.args or details[0].node.arguments)
-        if not (short_paths and _is_plain(field_def, details)):
-            self.kind = _RESOLVE
-            return
-        self.attribute = field_def.extensions["strawberry-definition"].python_name
-        named = field_def.type.of_type if isinstance(field_def.type, GraphQLNonNull) else field_def.type
-        if isinstance(named, GraphQLLeafType):
-            self.kind = _LEAF
-            self.coerce = named.coerce_output_value
+        definition = field_def.extensions.get("strawberry-definition")
+        self.definition: StrawberryField | None = (
+            definition if isinstance(definition, StrawberryField) else None
+        )
+        if any(detail.defer_usage is not None or detail.node.directives for detail in details):
+            self.kind = _CORE  # @include, @skip, @stream…: graphql-core's own path
+        elif _is_plain(self.definition, field_def) and not self.has_arguments:
+            self.attribute = self.definition.python_name  # type: ignore[union-attr]
+            named = self.return_type.of_type if not self.nullable else self.return_type  # type: ignore[attr-defined]
+            if isinstance(named, GraphQLLeafType):
+                self.kind = _LEAF
+                self.coerce = named.coerce_output_value
+            else:
+                self.kind = _VALUE
+        elif direct_calls and _is_simple_resolver(self.definition, field_def) and not self.has_arguments:
+            resolver = self.definition.base_resolver  # type: ignore[union-attr]
+            self.kind = _CALL
+            self.call = resolver.wrapped_func
+            self.passes_self = resolver.self_parameter is not None
+            self.info_parameter = resolver.info_parameter.name if resolver.info_parameter else None
         else:
-            self.kind = _VALUE
+            self.kind = _RESOLVE
 
 
-def _is_plain(field_def: GraphQLField, details: FieldDetailsList) -> bool:
-    """A Strawberry field without a resolver or extension, selected without arguments or
-    directives: reading the attribute is all its resolver would do."""
-    definition = field_def.extensions.get("strawberry-definition")
-    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
-        return False
-    if definition.default_resolver is not getattr or field_def.args:
-        return False
-    if not getattr(field_def.resolve, "_is_default", False):
-        return False
-    return all(
-        detail.defer_usage is None and not detail.node.arguments and not detail.node.directives
-        for detail in details
+def _is_plain(definition: StrawberryField | None, field_def: GraphQLField) -> bool:
+    """A Strawberry field without a resolver or extension: reading the attribute is all its
+    resolver would do (Strawberry marks that resolver ``_is_default``)."""
+    return (
+        definition is not None and definition.is_basic_field
+        and definition.default_resolver is getattr
+        and getattr(field_def.resolve, "_is_default", False)
     )
+
+
+def _is_simple_resolver(definition: StrawberryField | None, field_def: GraphQLField) -> bool:
+    """A resolver taking at most ``self`` and ``info``, without field extensions: Strawberry's
+    wrapper would only build an ``Info`` and convert no arguments before calling it."""
+    if definition is None or definition.extensions or definition.base_resolver is None:
+        return False
+    resolver = definition.base_resolver
+    if resolver.parent_parameter is not None or resolver.root_parameter is not None:
+        return False
+    return getattr(field_def.resolve, "_is_default", None) is False  # Strawberry's own wrapper
 
 
 class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -113,6 +138,10 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         # A schema extension with a ``resolve`` hook must wrap every field: then the whole
         # operation takes graphql-core's path.
         self._planned = manager is None or manager.get_field_resolver(_probe) is _probe
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)  # as Strawberry's Info.schema
+        # Exception handlers live in Strawberry's resolver wrapper: with any, never skip it.
+        self._direct_calls = strawberry_schema is not None and not strawberry_schema.exception_handlers
+        self._info_class = strawberry_schema.config.info_class if strawberry_schema else None
 
     def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[_Step]:
         key = id(grouped_field_set)
@@ -122,12 +151,18 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         steps = [
             _Step(response_name, details,
                   self.schema.get_field(parent_type, details[0].node.name.value), parent_type,
-                  short_paths=self._planned, default_resolver=self.field_resolver)
+                  default_resolver=self.field_resolver, direct_calls=self._direct_calls)
             for response_name, details in grouped_field_set.items()
         ]
         # Kept alive with its plan, the grouped field set's id cannot be reused meanwhile.
         self._plans[key] = (grouped_field_set, parent_type, steps)
         return steps
+
+    def _subplan(self, return_type: GraphQLObjectType, details: FieldDetailsList) -> list[_Step] | None:
+        """The plan for the selection set below ``details`` on ``return_type``; ``None`` when
+        it holds ``@defer`` usages, which only graphql-core's incremental path delivers."""
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(return_type, details)
+        return None if new_defer_usages else self._plan(return_type, grouped_field_set)
 
     # ------------------------------------------------------------------ fields
 
@@ -139,16 +174,26 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        if not self._planned:
+        if not self._planned or position_context is not None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
+        return self._execute_steps(
+            parent_type, source_value, path, self._plan(parent_type, grouped_field_set)
+        )
+
+    def _execute_steps(
+        self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
+        steps: list[_Step],
+    ) -> Any:
+        """``execute_fields`` on a planned selection set."""
+        position_context = None
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
         type_name = parent_type.name
         try:
-            for step in self._plan(parent_type, grouped_field_set):
+            for step in steps:
                 name = step.response_name
                 if step.kind == _LEAF:
                     value = getattr(source_value, step.attribute, Undefined)
@@ -170,11 +215,17 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                                            position_context, read=True)
                 elif step.kind == _UNKNOWN:
                     continue
+                elif step.kind == _CORE:
+                    result = self.execute_field(
+                        parent_type, source_value, step.details, Path(path, name, type_name), None
+                    )
+                    if result is Undefined:
+                        continue
                 else:
                     result = self._execute(step, source_value, Path(path, name, type_name),
                                            position_context, read=step.kind == _VALUE)
                 results[name] = result
-                if is_awaitable(result):
+                if type(result) not in _SETTLED and is_awaitable(result):
                     awaitable_fields.append(name)
         except Exception:
             if awaitable_fields:
@@ -204,6 +255,14 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         try:
             if read:
                 result = getattr(source, step.attribute)
+            elif step.kind == _CALL:
+                info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
+                arguments = {} if step.info_parameter is None else {
+                    step.info_parameter: self._info_class(_raw_info=info, _field=step.definition)  # type: ignore[misc]
+                }
+                result = step.call(source, **arguments) if step.passes_self else step.call(**arguments)
+                if self.is_awaitable(result):
+                    return self._complete_awaitable(step, info, path, result, position_context)
             else:
                 info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
                 first = step.details[0]
@@ -218,7 +277,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, step.details, path)
             return None
-        if self.is_awaitable(completed):
+        if type(completed) not in _SETTLED and self.is_awaitable(completed):
             return self._await_completed(completed, return_type, step.details, path)
         return completed
 
@@ -271,9 +330,14 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                     )
                 if not matches:
                     raise invalid_return_type_error(return_type, value, step.details)
-            return self.collect_and_execute_subfields(
-                return_type, step.details, path, value, position_context
-            )
+            steps = step.subplans.get(return_type, _UNPLANNED)
+            if steps is _UNPLANNED:
+                steps = step.subplans[return_type] = self._subplan(return_type, step.details)
+            if steps is None:  # deferred fragments below: graphql-core's incremental path
+                return self.collect_and_execute_subfields(
+                    return_type, step.details, path, value, position_context
+                )
+            return self._execute_steps(return_type, value, path, steps)
         if isinstance(return_type, GraphQLLeafType):
             return self.complete_leaf_value(return_type, value)
         if isinstance(return_type, GraphQLList) and isinstance(value, (list, tuple)):
@@ -304,7 +368,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                         completed = self._complete(
                             step, item_type, item_path, item, position_context, info
                         )
-                        if is_awaitable(completed):
+                        if type(completed) not in _SETTLED and is_awaitable(completed):
                             completed = self._await_completed(
                                 completed, item_type, step.details, item_path
                             )
@@ -312,7 +376,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                     # Re-raised for a non-null item type: then the whole list is the error.
                     self.handle_field_error(raw_error, item_type, step.details, item_path)
                     completed = None
-                if is_awaitable(completed):
+                if type(completed) not in _SETTLED and is_awaitable(completed):
                     awaitable_indices.append(index)
                 completed_results.append(completed)
         except Exception:

@@ -84,6 +84,7 @@ query {
 fragment all on Item {
   name note count colour price { amount currency } maybePrice { amount }
   shout twice: withArgument(times: 2) alias: name
+  skipped: name @skip(if: true) included: price @include(if: true) { amount }
   ... on Item { maybePrice { currency } }
 }
 """
