@@ -55,6 +55,9 @@ _UNKNOWN = 6  # no such field on the type (graphql-core leaves it out of the ans
 
 _UNPLANNED: Any = object()
 
+# Completes a field's value at a path, given the field's ``Info`` if one was built.
+Completer = Callable[[Any, Path, "GraphQLResolveInfo | None"], Any]
+
 # What completed values are made of: never awaitable, so no need to ask.
 _SETTLED = frozenset({dict, list, str, int, float, bool, type(None)})
 
@@ -64,7 +67,7 @@ class _Step:
 
     __slots__ = ("response_name", "details", "nodes", "field_def", "parent_type", "kind",
                  "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments",
-                 "subplans", "definition", "call", "passes_self", "info_parameter")
+                 "subplans", "completer", "definition", "call", "passes_self", "info_parameter")
 
     def __init__(self, response_name: str, details: FieldDetailsList,
                  field_def: GraphQLField | None, parent_type: GraphQLObjectType, *,
@@ -76,6 +79,7 @@ class _Step:
         self.parent_type = parent_type
         # The plan of this field's selection set, per object type it returned (``_subplan``).
         self.subplans: dict[GraphQLObjectType, list[_Step] | None] = {}
+        self.completer: Completer | None = None
         if field_def is None:
             self.kind = _UNKNOWN
             return
@@ -187,7 +191,6 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         steps: list[_Step],
     ) -> Any:
         """``execute_fields`` on a planned selection set."""
-        position_context = None
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
@@ -211,8 +214,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                             continue
                     # A missing attribute, a null in a non-null field or a refused value:
                     # complete it the long way, which raises the usual error.
-                    result = self._execute(step, source_value, Path(path, name, type_name),
-                                           position_context, read=True)
+                    result = self._execute(step, source_value, Path(path, name, type_name), read=True)
                 elif step.kind == _UNKNOWN:
                     continue
                 elif step.kind == _CORE:
@@ -223,7 +225,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                         continue
                 else:
                     result = self._execute(step, source_value, Path(path, name, type_name),
-                                           position_context, read=step.kind == _VALUE)
+                                           read=step.kind == _VALUE)
                 results[name] = result
                 if type(result) not in _SETTLED and is_awaitable(result):
                     awaitable_fields.append(name)
@@ -246,8 +248,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def _execute(self, step: _Step, source: Any, path: Path, position_context: Any, *,
-                 read: bool) -> Any:
+    def _execute(self, step: _Step, source: Any, path: Path, *, read: bool) -> Any:
         """graphql-core's ``execute_field`` for one step: ``read`` takes the attribute, as
         Strawberry's default resolver would, without building an ``Info``."""
         return_type = step.return_type
@@ -262,7 +263,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                 }
                 result = step.call(source, **arguments) if step.passes_self else step.call(**arguments)
                 if self.is_awaitable(result):
-                    return self._complete_awaitable(step, info, path, result, position_context)
+                    return self._complete_awaitable(step, info, path, result)
             else:
                 info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
                 first = step.details[0]
@@ -272,8 +273,8 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                 ) if step.has_arguments else {}
                 result = step.resolve(source, info, **arguments)
                 if self.is_awaitable(result):
-                    return self._complete_awaitable(step, info, path, result, position_context)
-            completed = self._complete(step, return_type, path, result, position_context, info)
+                    return self._complete_awaitable(step, info, path, result)
+            completed = self._completer(step)(result, path, info)
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, step.details, path)
             return None
@@ -282,10 +283,10 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         return completed
 
     async def _complete_awaitable(self, step: _Step, info: GraphQLResolveInfo, path: Path,
-                                  result: Awaitable[Any], position_context: Any) -> Any:
+                                  result: Awaitable[Any]) -> Any:
         try:
             resolved = await self.with_abort_signal(result)
-            completed = self._complete(step, step.return_type, path, resolved, position_context, info)
+            completed = self._completer(step)(resolved, path, info)
             if self.is_awaitable(completed):
                 completed = await completed
         except Exception as raw_error:
@@ -303,55 +304,97 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
 
     # ------------------------------------------------------------------ values
 
-    def _complete(self, step: _Step, return_type: GraphQLOutputType, path: Path, value: Any,
-                  position_context: Any, info: GraphQLResolveInfo | None) -> Any:
-        """``complete_value`` for non-null, lists in memory, leaves and object types; the rest
-        goes to graphql-core's, with an ``Info`` made if the resolver had none."""
-        if isinstance(value, Exception):
-            raise value
-        if isinstance(return_type, GraphQLNonNull):
-            completed = self._complete(step, return_type.of_type, path, value, position_context, info)
-            if completed is None:
-                raise TypeError(
-                    "Cannot return null for non-nullable field"
-                    f" {step.parent_type.name}.{step.nodes[0].name.value}."
-                )
-            return completed
-        if value is None or value is Undefined:
-            return None
-        if isinstance(return_type, GraphQLObjectType):
-            is_type_of = return_type.is_type_of
-            if is_type_of is not None:
-                matches = is_type_of(value, info or self._info(step, path))
-                if self.is_awaitable(matches):  # rare: let graphql-core await it
-                    return self.complete_object_value(
-                        return_type, step.details, info or self._info(step, path), path, value,
-                        position_context,
-                    )
-                if not matches:
-                    raise invalid_return_type_error(return_type, value, step.details)
-            steps = step.subplans.get(return_type, _UNPLANNED)
-            if steps is _UNPLANNED:
-                steps = step.subplans[return_type] = self._subplan(return_type, step.details)
-            if steps is None:  # deferred fragments below: graphql-core's incremental path
-                return self.collect_and_execute_subfields(
-                    return_type, step.details, path, value, position_context
-                )
-            return self._execute_steps(return_type, value, path, steps)
-        if isinstance(return_type, GraphQLLeafType):
-            return self.complete_leaf_value(return_type, value)
-        if isinstance(return_type, GraphQLList) and isinstance(value, (list, tuple)):
-            return self._complete_list(step, return_type.of_type, path, value, position_context, info)
-        return self.complete_value(
-            return_type, step.details, info or self._info(step, path), path, value, position_context
+    def _completer(self, step: _Step) -> Completer:
+        """The step's completer for its return type, made on first use."""
+        if step.completer is None:
+            step.completer = self._completer_for(step, step.return_type)
+        return step.completer
+
+    def _completer_for(self, step: _Step, output_type: GraphQLOutputType) -> Completer:
+        """graphql-core's ``complete_value`` specialised, once per field, for ``output_type``:
+        non-null, then an object type, a leaf or a list held in memory; any other shape
+        (interfaces, unions, iterables that are not lists) goes to graphql-core's."""
+        non_null = isinstance(output_type, GraphQLNonNull)
+        named: Any = output_type.of_type if non_null else output_type  # type: ignore[attr-defined]
+        null_message = (
+            "Cannot return null for non-nullable field"
+            f" {step.parent_type.name}.{step.nodes[0].name.value}."
         )
 
-    def _complete_list(self, step: _Step, item_type: GraphQLOutputType, path: Path,
-                       items: list[Any] | tuple[Any, ...], position_context: Any,
-                       info: GraphQLResolveInfo | None) -> Any:
-        """``complete_iterable_value`` for a list in memory. ``@stream`` cannot reach here:
-        a selection with directives is not planned as plain, and Linkgate's schema does not
-        enable incremental delivery."""
+        if isinstance(named, GraphQLObjectType):
+            complete_object = self._complete_object
+
+            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+                if value is None or value is Undefined:
+                    if non_null:
+                        raise TypeError(null_message)
+                    return None
+                if isinstance(value, Exception):
+                    raise value
+                return complete_object(step, named, value, path, info)
+
+        elif isinstance(named, GraphQLLeafType):
+            complete_leaf = self.complete_leaf_value
+
+            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+                if value is None or value is Undefined:
+                    if non_null:
+                        raise TypeError(null_message)
+                    return None
+                if isinstance(value, Exception):
+                    raise value
+                return complete_leaf(named, value)
+
+        elif isinstance(named, GraphQLList):
+            item_type = named.of_type
+            complete_item = self._completer_for(step, item_type)
+            complete_items = self._complete_items
+
+            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+                if value is None or value is Undefined:
+                    if non_null:
+                        raise TypeError(null_message)
+                    return None
+                if isinstance(value, Exception):
+                    raise value
+                if isinstance(value, (list, tuple)):
+                    return complete_items(step, item_type, complete_item, value, path, info)
+                return self.complete_value(
+                    named, step.details, info or self._info(step, path), path, value, None
+                )
+
+        else:
+
+            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+                return self.complete_value(
+                    output_type, step.details, info or self._info(step, path), path, value, None
+                )
+
+        return complete
+
+    def _complete_object(self, step: _Step, object_type: GraphQLObjectType, value: Any,
+                         path: Path, info: GraphQLResolveInfo | None) -> Any:
+        """``complete_object_value``, running the field's cached plan for ``object_type``."""
+        is_type_of = object_type.is_type_of
+        if is_type_of is not None:
+            info = info or self._info(step, path)
+            matches = is_type_of(value, info)
+            if self.is_awaitable(matches):  # rare: let graphql-core await it
+                return self.complete_object_value(object_type, step.details, info, path, value, None)
+            if not matches:
+                raise invalid_return_type_error(object_type, value, step.details)
+        steps = step.subplans.get(object_type, _UNPLANNED)
+        if steps is _UNPLANNED:
+            steps = step.subplans[object_type] = self._subplan(object_type, step.details)
+        if steps is None:  # deferred fragments below: graphql-core's incremental path
+            return self.collect_and_execute_subfields(object_type, step.details, path, value, None)
+        return self._execute_steps(object_type, value, path, steps)
+
+    def _complete_items(self, step: _Step, item_type: GraphQLOutputType, complete_item: Completer,
+                        items: list[Any] | tuple[Any, ...], path: Path,
+                        info: GraphQLResolveInfo | None) -> Any:
+        """``complete_iterable_value`` for a list in memory. ``@stream`` never reaches here:
+        fields selected with directives take graphql-core's path (``_CORE``)."""
         completed_results: list[Any] = []
         awaitable_indices: list[int] = []
         is_awaitable = self.is_awaitable
@@ -362,12 +405,10 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                     if is_awaitable(item):
                         completed = self.complete_awaitable_list_item_value(
                             item, item_type, step.details, info or self._info(step, path),
-                            item_path, position_context,
+                            item_path, None,
                         )
                     else:
-                        completed = self._complete(
-                            step, item_type, item_path, item, position_context, info
-                        )
+                        completed = complete_item(item, item_path, info)
                         if type(completed) not in _SETTLED and is_awaitable(completed):
                             completed = self._await_completed(
                                 completed, item_type, step.details, item_path
