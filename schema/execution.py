@@ -285,7 +285,8 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
     async def _complete_awaitable(self, step: _Step, info: GraphQLResolveInfo, path: Path,
                                   result: Awaitable[Any]) -> Any:
         try:
-            resolved = await self.with_abort_signal(result)
+            # ``with_abort_signal`` adds a coroutine per field, for a signal Linkgate never sets.
+            resolved = await (result if self.abort_signal is None else self.with_abort_signal(result))
             completed = self._completer(step)(resolved, path, info)
             if self.is_awaitable(completed):
                 completed = await completed
