@@ -30,13 +30,16 @@ from typing import Any
 
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLString,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import invalid_return_type_error, to_nodes
@@ -55,8 +58,12 @@ _UNKNOWN = 6  # no such field on the type (graphql-core leaves it out of the ans
 
 _UNPLANNED: Any = object()
 
-# A planned selection set: per field (kind, response name, attribute, coerce, nullable, step).
-Plan = list[tuple[int, str, str, "Callable[[Any], Any] | None", bool, "_Step"]]
+# A planned selection set: per field (kind, response name, attribute, coerce, nullable,
+# passthrough, step).
+Plan = list[tuple[int, str, str, "Callable[[Any], Any] | None", bool, "type | None", "_Step"]]
+
+# Built-in scalars whose coercion returns a value of exactly this type as it is.
+_PASSTHROUGH: dict[GraphQLLeafType, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
 
 # Completes a field's value at a path, given the field's ``Info`` if one was built.
 Completer = Callable[[Any, Path, "GraphQLResolveInfo | None"], Any]
@@ -70,7 +77,8 @@ class _Step:
 
     __slots__ = ("response_name", "details", "nodes", "field_def", "parent_type", "kind",
                  "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments",
-                 "subplans", "completer", "definition", "call", "passes_self", "info_parameter")
+                 "subplans", "completer", "definition", "call", "passes_self", "info_parameter",
+                 "passthrough")
 
     def __init__(self, response_name: str, details: FieldDetailsList,
                  field_def: GraphQLField | None, parent_type: GraphQLObjectType, *,
@@ -85,6 +93,7 @@ class _Step:
         self.completer: Completer | None = None
         self.attribute = ""
         self.coerce: Callable[[Any], Any] | None = None
+        self.passthrough: type | None = None
         if field_def is None:
             self.kind = _UNKNOWN
             return
@@ -104,6 +113,7 @@ class _Step:
             if isinstance(named, GraphQLLeafType):
                 self.kind = _LEAF
                 self.coerce = named.coerce_output_value
+                self.passthrough = _PASSTHROUGH.get(named)
             else:
                 self.kind = _VALUE
         elif direct_calls and _is_simple_resolver(self.definition, field_def) and not self.has_arguments:
@@ -166,7 +176,8 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         # What the loop over objects reads, unpacked once: attribute lookups add up over
         # 25,000 fields.
         plan = [
-            (step.kind, step.response_name, step.attribute, step.coerce, step.nullable, step)
+            (step.kind, step.response_name, step.attribute, step.coerce, step.nullable,
+             step.passthrough, step)
             for step in steps if step.kind != _UNKNOWN
         ]
         # Kept alive with its plan, the grouped field set's id cannot be reused meanwhile.
@@ -206,9 +217,12 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         execute = self._execute
         awaitable_fields: list[str] | None = None
         try:
-            for kind, name, attribute, coerce, nullable, step in plan:
+            for kind, name, attribute, coerce, nullable, passthrough, step in plan:
                 if kind == _LEAF:
                     value = getattr(source_value, attribute, Undefined)
+                    if type(value) is passthrough:  # what coercion would return unchanged
+                        results[name] = value
+                        continue
                     if value is None:
                         if nullable:
                             results[name] = None
