@@ -61,6 +61,19 @@ def _many_by_key(
     return DataLoader(load)
 
 
+def _groups_of(loader: DataLoader) -> DataLoader:
+    """``loader``'s relation keyed by tuples of its keys: a page's children arrive as one
+    future instead of one per key (a future, a callback and a loop turn each), and every
+    tuple asked for in one tick is still one statement."""
+
+    async def load(groups: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+        keys = list(dict.fromkeys(key for group in groups for key in group))
+        found = dict(zip(keys, await loader.batch_load_fn(keys))) if keys else {}
+        return [[found[key] for key in group] for group in groups]
+
+    return DataLoader(load)
+
+
 class Loaders:
     """Built once per request by the context getter; never shared between requests."""
 
@@ -91,6 +104,10 @@ class Loaders:
         self.messages_by_ticket_id = _many_by_key(
             session, TicketMessage, TicketMessage.ticket_id
         )
+        # The same relations asked for a whole page at once (schema/prefetch.py).
+        self.accounts_by_ids = _groups_of(self.account_by_id)
+        self.invoice_lines_by_invoice_ids = _groups_of(self.invoice_lines_by_invoice_id)
+        self.messages_by_ticket_ids = _groups_of(self.messages_by_ticket_id)
         # Paginated children: one statement for every parent's page (and one per totalCount).
         self.invoice_pages_by_payer_id = child_pages_loader(session, INVOICES_BY_PAYER)
         self.ledger_pages_by_account_id = child_pages_loader(session, LEDGER_BY_ACCOUNT)

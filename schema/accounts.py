@@ -141,7 +141,7 @@ class Account(Node):
         )
         loaders = info.context.loaders
         page = await loaders.invoice_pages_by_payer_id.load(request)
-        lines = await prefetch(info, ("edges", "node", "lines"), loaders.invoice_lines_by_invoice_id,
+        lines = await prefetch(info, ("edges", "node", "lines"), loaders.invoice_lines_by_invoice_ids,
                                [row.id for row in page.rows])
         return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
 
@@ -164,7 +164,7 @@ class Account(Node):
         )
         loaders = info.context.loaders
         page = await loaders.ticket_pages_by_account_id.load(request)
-        messages = await prefetch(info, ("edges", "node", "messages"), loaders.messages_by_ticket_id,
+        messages = await prefetch(info, ("edges", "node", "messages"), loaders.messages_by_ticket_ids,
                                   [row.id for row in page.rows])
         return Connection.from_page(page, lambda row: Ticket.from_model(row, messages.get(row.id)))
 

@@ -99,7 +99,7 @@ async def prefetch_accounts(info: strawberry.Info, groups: list[LinkGroup]) -> N
     wanted += [member.account_pk for member in shown]
     if not wanted:
         return
-    rows = dict(zip(wanted, await context.loaders.account_by_id.load_many(wanted)))
+    rows = dict(zip(wanted, await context.loaders.accounts_by_ids.load(tuple(wanted))))
     if heads:
         for group in groups:
             group.prefetched_head = Account.from_model(rows[group.account_id])

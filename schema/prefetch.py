@@ -3,9 +3,8 @@
 A field that awaits a DataLoader costs a coroutine, a future, a task in graphql-core's gather
 and a turn of the event loop, for every object: on the dashboard, ``Invoice.lines`` alone ran
 500 times. When the resolver of a list (``Account.invoices``) sees that the query selects the
-child below it (``edges.node.lines``), it loads the children for its whole page with one
-``load_many`` — the same batched statement, issued one step earlier — and hands them to the
-objects it builds. The child field then returns them at once, and the whole subtree completes
+child below it (``edges.node.lines``), it loads the children for its whole page at once — the
+same batched statement, issued one step earlier — and hands them to the objects it builds. The child field then returns them at once, and the whole subtree completes
 without awaiting. Without a prefetch (another path to the object, or a query that does not
 select the child) the child field loads as before, so prefetching never changes an answer.
 """
@@ -62,10 +61,11 @@ def _selects(
 async def prefetch(
     info: strawberry.Info, path: tuple[str, ...], loader: DataLoader, keys: Sequence[Key]
 ) -> dict[Key, Any]:
-    """``loader``'s values for ``keys`` if the query selects ``path``; otherwise nothing."""
+    """The values for ``keys`` if the query selects ``path``, otherwise nothing; ``loader``
+    takes a tuple of keys (``Loaders.invoice_lines_by_invoice_ids`` and the like)."""
     if not keys or not selects(info, *path):
         return {}
-    return dict(zip(keys, await loader.load_many(keys)))
+    return dict(zip(keys, await loader.load(tuple(keys))))
 
 
 class _NotPrefetched:
