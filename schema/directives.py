@@ -86,7 +86,10 @@ class RequiresPermission(FieldExtension):
     def __init__(self, directive: Requires) -> None:
         self.permission = directive.permission
 
-    def _check(self, source: Any, info: Any) -> None:
+    def check(self, source: Any, info: Any) -> None:
+        """Raises when the caller lacks the permission on ``source``'s account. Strawberry runs
+        it through ``resolve``; the executor calls it itself before a simple resolver
+        (``schema/execution.py``), so the rule stays here either way."""
         context: Context = info.context
         if context.enforce_permissions and not context.access.has(
             source.account_id, self.permission
@@ -94,11 +97,11 @@ class RequiresPermission(FieldExtension):
             raise deny(context, source.account_id, self.permission)
 
     def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
-        self._check(source, info)
+        self.check(source, info)
         return next_(source, info, **kwargs)
 
     async def resolve_async(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
-        self._check(source, info)
+        self.check(source, info)
         return await next_(source, info, **kwargs)
 
 

@@ -9,8 +9,10 @@ field of a selection set once per operation (a ``_Step``) and then, per object:
 
 - a *plain* field (no resolver, no field extension — so no ``@requires`` guard — selected
   without arguments or directives) reads its attribute; a scalar or enum is coerced inline;
+- a resolver taking at most ``self`` and ``info`` is called directly, after the field's
+  ``@requires`` check if it has one (``RequiresPermission.check``, the same rule);
 - every other field calls its resolver exactly as graphql-core does (``Info``, arguments,
-  middleware-free resolver, the same error handling);
+  Strawberry's wrapper with its field extensions, the same error handling);
 - values complete with the same rules as graphql-core's ``complete_value`` for non-null,
   lists held in memory, leaves and object types; interfaces, unions, async iterables and
   anything unusual go to graphql-core's own code.
@@ -48,6 +50,8 @@ from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from schema.directives import RequiresPermission
+
 # What a step does with the object in front of it.
 _LEAF = 1  # read a plain attribute holding a scalar or an enum, coerce it inline
 _VALUE = 2  # read a plain attribute holding an object or a list, complete it
@@ -78,7 +82,7 @@ class _Step:
     __slots__ = ("response_name", "details", "nodes", "field_def", "parent_type", "kind",
                  "attribute", "return_type", "nullable", "coerce", "resolve", "has_arguments",
                  "subplans", "completer", "definition", "call", "passes_self", "info_parameter",
-                 "passthrough")
+                 "passthrough", "guard")
 
     def __init__(self, response_name: str, details: FieldDetailsList,
                  field_def: GraphQLField | None, parent_type: GraphQLObjectType, *,
@@ -119,6 +123,9 @@ class _Step:
         elif direct_calls and _is_simple_resolver(self.definition, field_def) and not self.has_arguments:
             resolver = self.definition.base_resolver  # type: ignore[union-attr]
             self.kind = _CALL
+            self.guard: RequiresPermission | None = (
+                self.definition.extensions[0] if self.definition.extensions else None  # type: ignore[union-attr,assignment]
+            )
             self.call = resolver.wrapped_func
             self.passes_self = resolver.self_parameter is not None
             self.info_parameter = resolver.info_parameter.name if resolver.info_parameter else None
@@ -137,9 +144,14 @@ def _is_plain(definition: StrawberryField | None, field_def: GraphQLField) -> bo
 
 
 def _is_simple_resolver(definition: StrawberryField | None, field_def: GraphQLField) -> bool:
-    """A resolver taking at most ``self`` and ``info``, without field extensions: Strawberry's
-    wrapper would only build an ``Info`` and convert no arguments before calling it."""
-    if definition is None or definition.extensions or definition.base_resolver is None:
+    """A resolver taking at most ``self`` and ``info``, without field extensions other than a
+    ``@requires`` guard: Strawberry's wrapper would only build an ``Info``, convert no
+    arguments and run the guard's check before calling it."""
+    if definition is None or definition.base_resolver is None:
+        return False
+    if len(definition.extensions) > 1 or any(
+        type(extension) is not RequiresPermission for extension in definition.extensions
+    ):
         return False
     resolver = definition.base_resolver
     if resolver.parent_parameter is not None or resolver.root_parameter is not None:
@@ -284,9 +296,13 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                 result = getattr(source, step.attribute)
             elif step.kind == _CALL:
                 info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
-                arguments = {} if step.info_parameter is None else {
-                    step.info_parameter: self._info_class(_raw_info=info, _field=step.definition)  # type: ignore[misc]
-                }
+                arguments: dict[str, Any] = {}
+                if step.info_parameter is not None or step.guard is not None:
+                    strawberry_info = self._info_class(_raw_info=info, _field=step.definition)  # type: ignore[misc]
+                    if step.guard is not None:
+                        step.guard.check(source, strawberry_info)
+                    if step.info_parameter is not None:
+                        arguments[step.info_parameter] = strawberry_info
                 result = step.call(source, **arguments) if step.passes_self else step.call(**arguments)
                 if self.is_awaitable(result):
                     return self._complete_awaitable(step, info, path, result)
