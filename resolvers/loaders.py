@@ -108,6 +108,8 @@ class Loaders:
         self.accounts_by_ids = _groups_of(self.account_by_id)
         self.invoice_lines_by_invoice_ids = _groups_of(self.invoice_lines_by_invoice_id)
         self.messages_by_ticket_ids = _groups_of(self.messages_by_ticket_id)
+        self.services_by_account_ids = _groups_of(self.services_by_account_id)
+        self.contacts_by_account_ids = _groups_of(self.contacts_by_account_id)
         # Paginated children: one statement for every parent's page (and one per totalCount).
         self.invoice_pages_by_payer_id = child_pages_loader(session, INVOICES_BY_PAYER)
         self.ledger_pages_by_account_id = child_pages_loader(session, LEDGER_BY_ACCOUNT)

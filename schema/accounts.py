@@ -25,7 +25,7 @@ from schema.directives import gated
 from schema.enums import AccountStatus, TicketStatus
 from schema.invoices import Invoice, InvoiceFilter
 from schema.notifications import Notification
-from schema.prefetch import prefetch
+from schema.prefetch import NOT_PREFETCHED, prefetch, prefetched_or
 from schema.relay import Connection, Node
 from schema.services import Service
 from schema.tickets import Ticket
@@ -74,6 +74,9 @@ class Account(Node):
     status: AccountStatus
     owner_pk: strawberry.Private[int]
     balance: strawberry.Private[int]
+    # Set by the page that lists this account, when the query selects them (schema/prefetch.py).
+    prefetched_services: strawberry.Private[list[Service]] = NOT_PREFETCHED
+    prefetched_contacts: strawberry.Private[list[Contact]] = NOT_PREFETCHED
 
     @strawberry.field(
         description="Your effective permissions here, so a client can hide what you may not use."
@@ -146,7 +149,10 @@ class Account(Node):
         return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
 
     @gated(P.SERVICES_READ)
-    async def services(self, info: strawberry.Info) -> list[Service] | None:
+    def services(self, info: strawberry.Info) -> list[Service] | None:
+        return prefetched_or(self.prefetched_services, lambda: self._load_services(info))  # type: ignore[return-value]
+
+    async def _load_services(self, info: strawberry.Info) -> list[Service]:
         rows = await info.context.loaders.services_by_account_id.load(self.pk)
         return [Service.from_model(row) for row in rows]
 
@@ -169,7 +175,10 @@ class Account(Node):
         return Connection.from_page(page, lambda row: Ticket.from_model(row, messages.get(row.id)))
 
     @gated(P.CONTACTS_READ)
-    async def contacts(self, info: strawberry.Info) -> list[Contact] | None:
+    def contacts(self, info: strawberry.Info) -> list[Contact] | None:
+        return prefetched_or(self.prefetched_contacts, lambda: self._load_contacts(info))  # type: ignore[return-value]
+
+    async def _load_contacts(self, info: strawberry.Info) -> list[Contact]:
         rows = await info.context.loaders.contacts_by_account_id.load(self.pk)
         return [Contact.from_model(row) for row in rows]
 
@@ -223,11 +232,28 @@ class Viewer:
         after: str | None = None,
         search: str | None = None,
     ) -> Connection[Account]:
+        context = info.context
         page = await account_resolvers.list_accounts(
-            info.context.session, info.context.access, first=first, after=after, search=search,
-            bounds=info.context.tunables.pages,
+            context.session, context.access, first=first, after=after, search=search,
+            bounds=context.tunables.pages,
         )
-        return Connection.from_page(page, Account.from_model)
+        ids = [row.id for row in page.rows]
+        # Lists without arguments come with the page; the fields' guards still decide what
+        # is shown, so the rows of an account you may not read them on are never returned.
+        services, contacts = await asyncio.gather(
+            prefetch(info, ("edges", "node", "services"), context.loaders.services_by_account_ids, ids),
+            prefetch(info, ("edges", "node", "contacts"), context.loaders.contacts_by_account_ids, ids),
+        )
+
+        def account(row: AccountRow) -> Account:
+            account = Account.from_model(row)
+            if row.id in services:
+                account.prefetched_services = [Service.from_model(item) for item in services[row.id]]
+            if row.id in contacts:
+                account.prefetched_contacts = [Contact.from_model(item) for item in contacts[row.id]]
+            return account
+
+        return Connection.from_page(page, account)
 
     @strawberry.field(description="One account you can see, by number; null otherwise.")
     async def account(self, info: strawberry.Info, number: str) -> Account | None:
