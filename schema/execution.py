@@ -364,28 +364,17 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
             f" {step.parent_type.name}.{step.nodes[0].name.value}."
         )
 
+        complete_named: Completer
         if isinstance(named, GraphQLObjectType):
             complete_object = self._complete_object
 
-            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
-                if value is None or value is Undefined:
-                    if non_null:
-                        raise TypeError(null_message)
-                    return None
-                if isinstance(value, Exception):
-                    raise value
+            def complete_named(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
                 return complete_object(step, named, value, path, info)
 
         elif isinstance(named, GraphQLLeafType):
             complete_leaf = self.complete_leaf_value
 
-            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
-                if value is None or value is Undefined:
-                    if non_null:
-                        raise TypeError(null_message)
-                    return None
-                if isinstance(value, Exception):
-                    raise value
+            def complete_named(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
                 return complete_leaf(named, value)
 
         elif isinstance(named, GraphQLList):
@@ -393,13 +382,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
             complete_item = self._completer_for(step, item_type)
             complete_items = self._complete_items
 
-            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
-                if value is None or value is Undefined:
-                    if non_null:
-                        raise TypeError(null_message)
-                    return None
-                if isinstance(value, Exception):
-                    raise value
+            def complete_named(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
                 if isinstance(value, (list, tuple)):
                     return complete_items(step, item_type, complete_item, value, path, info)
                 return self.complete_value(
@@ -408,10 +391,21 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
 
         else:
 
-            def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+            def complete_any(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
                 return self.complete_value(
                     output_type, step.details, info or self._info(step, path), path, value, None
                 )
+
+            return complete_any
+
+        def complete(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
+            if value is None or value is Undefined:
+                if non_null:
+                    raise TypeError(null_message)
+                return None
+            if isinstance(value, Exception):
+                raise value
+            return complete_named(value, path, info)
 
         return complete
 
