@@ -4,9 +4,11 @@ A field that awaits a DataLoader costs a coroutine, a future, a task in graphql-
 and a turn of the event loop, for every object: on the dashboard, ``Invoice.lines`` alone ran
 500 times. When the resolver of a list (``Account.invoices``) sees that the query selects the
 child below it (``edges.node.lines``), it loads the children for its whole page at once — the
-same batched statement, issued one step earlier — and hands them to the objects it builds. The child field then returns them at once, and the whole subtree completes
-without awaiting. Without a prefetch (another path to the object, or a query that does not
-select the child) the child field loads as before, so prefetching never changes an answer.
+same batched statement, issued one step earlier — and hands them to the objects it builds. The
+child field then returns them at once, and the whole subtree completes without awaiting.
+Without a prefetch (another path to the object, or a query that does not select the child)
+the child field loads as before, so prefetching never changes an answer. A prefetch may load
+rows a field's ``@requires`` guard will then refuse to show; the guard still decides.
 """
 
 from __future__ import annotations
