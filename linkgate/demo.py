@@ -37,7 +37,7 @@ from auth.passwords import hash_password
 from auth.permissions import BILLING_FAMILY, Permission, sorted_permissions
 from models.accounts import Account, Membership
 from models.audit import AuditEvent
-from models.billing import Charge, ChargeKind, Invoice, InvoiceLine, InvoiceStatus
+from models.billing import Charge, ChargeKind, InvoiceStatus
 from models.contacts import Contact, EmailPreference
 from models.credits import CreditLedgerEntry, LedgerEntryKind, LowCreditReminder
 from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
@@ -45,7 +45,7 @@ from models.notifications import Notification
 from models.services import Service, ServiceStatus
 from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
 from models.users import StaffRole, User
-from resolvers.invoicing import tax_on
+from resolvers.invoicing import BillTo, Period, write_invoice
 from resolvers.tunables import Tunables
 
 DEMO_PASSWORD = "demo-password"
@@ -68,7 +68,6 @@ DEMO_LOGINS: list[tuple[str, str]] = [
 _DEFAULTS = Tunables()
 CURRENCY = _DEFAULTS.currency
 CREDIT_UNIT_PRICE = _DEFAULTS.credit_unit_price  # cents per credit
-INVOICE_DUE_DAYS = _DEFAULTS.invoice_due_days
 INVOICED_PERIODS = ("2026-08", "2026-09", "2026-10")
 
 HEAD_OFFICE = "ACC-100001"
@@ -597,14 +596,10 @@ def _post(session: AsyncSession, seeded: _Seeded, reminders: dict[str, LowCredit
         reminder.armed = True
 
 
-def _period_bounds(period: str) -> tuple[date, date]:
-    year, month = (int(part) for part in period.split("-"))
-    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
-
-
-def vat(subtotal: int) -> int:
-    """VAT in integer cents, rounded half up: the invoice run's own rule."""
-    return tax_on(subtotal, _DEFAULTS.tax_rate_basis_points)
+def _period(name: str) -> Period:
+    """A past month of the demo (``parse_period`` would also check that it has ended)."""
+    year, month = (int(part) for part in name.split("-"))
+    return Period(name, date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
 
 
 async def _seed_invoices(
@@ -614,7 +609,7 @@ async def _seed_invoices(
     numbers = {account.id: number for number, account in seeded.accounts.items()}
     sequence = 0
     for period in INVOICED_PERIODS:
-        start, end = _period_bounds(period)
+        start, end = (bounds := _period(period)).start, bounds.end
         issued_at = datetime.combine(end + timedelta(days=1), datetime.min.time(),
                                      timezone.utc) + timedelta(hours=6)
         for service in services:
@@ -641,37 +636,19 @@ async def _seed_invoices(
 async def _issue_invoice(session: AsyncSession, seeded: _Seeded, payer: Account,
                          charges: list[Charge], period: str, issued_at: datetime,
                          sequence: int) -> None:
-    start, end = _period_bounds(period)
     contacts = seeded.contacts_of(payer)
-    billing_contact = next((c for c in contacts if c.is_billing_contact), None)
+    contact = next((c for c in contacts if c.is_billing_contact), None)
     owner = seeded.owner_of(payer)
-    subtotal = sum(charge.amount for charge in charges)
-    tax = vat(subtotal)
-    paid = (payer.number, period) not in _UNPAID_INVOICES
-    invoice = Invoice(
-        number=f"INV-{period}-{sequence:06d}", payer_account_id=payer.id,
-        link_group_id=charges[0].billing_group_id, period_start=start, period_end=end,
-        issued_at=issued_at, due_at=issued_at + timedelta(days=INVOICE_DUE_DAYS),
-        status=InvoiceStatus.PAID if paid else InvoiceStatus.UNPAID, currency=CURRENCY,
-        subtotal=subtotal, tax=tax, total=subtotal + tax,
-        bill_to_name=billing_contact.name if billing_contact else owner.name,
-        bill_to_email=billing_contact.email if billing_contact else owner.email,
-        bill_to_line1=billing_contact.address_line1 if billing_contact else None,
-        bill_to_line2=billing_contact.address_line2 if billing_contact else None,
-        bill_to_city=billing_contact.city if billing_contact else None,
-        bill_to_postal_code=billing_contact.postal_code if billing_contact else None,
-        bill_to_country=billing_contact.country if billing_contact else None,
-        created_at=issued_at,
+    bill_to = BillTo(owner.name, owner.email) if contact is None else BillTo(
+        contact.name, contact.email, contact.address_line1, contact.address_line2,
+        contact.city, contact.postal_code, contact.country,
     )
-    session.add(invoice)
-    await session.flush()
-    for charge in charges:
-        charge.invoice_id = invoice.id
-        session.add(InvoiceLine(
-            invoice_id=invoice.id, account_id=charge.account_id, charge_id=charge.id,
-            description=charge.description, quantity=charge.quantity,
-            unit_price=charge.unit_price, amount=charge.amount,
-        ))
+    paid = (payer.number, period) not in _UNPAID_INVOICES
+    invoice = await write_invoice(
+        session, payer=payer, charges=charges, number=f"INV-{period}-{sequence:06d}",
+        period=_period(period), bill_to=bill_to, issued_at=issued_at, tunables=_DEFAULTS,
+        status=InvoiceStatus.PAID if paid else InvoiceStatus.UNPAID,
+    )
     invoice_readers = [c.email for c in contacts
                        if EmailPreference.INVOICE.value in c.email_preferences]
     seeded.notify(payer, [invoice.bill_to_email, *invoice_readers], EmailPreference.INVOICE,

@@ -168,23 +168,25 @@ async def bill_to_of(session: AsyncSession, account: Account) -> tuple[BillTo, l
     return BillTo(owner.name, owner.email), contacts
 
 
-async def _issue(
-    session: AsyncSession, *, payer: Account, charges: list[Charge], period: Period,
-    sequence: int, tunables: Tunables, now: datetime,
+async def write_invoice(
+    session: AsyncSession, *, payer: Account, charges: list[Charge], number: str,
+    period: Period, bill_to: BillTo, issued_at: datetime, tunables: Tunables,
+    status: InvoiceStatus = InvoiceStatus.UNPAID,
 ) -> Invoice:
-    bill_to, contacts = await bill_to_of(session, payer)
+    """The invoice for ``charges`` with a line each, the charges pointing at it. The one way
+    an invoice is made: by the invoice run, and by the demo seed for its past months."""
     subtotal = sum(charge.amount for charge in charges)
     tax = tax_on(subtotal, tunables.tax_rate_basis_points)
-    currency = charges[0].currency
     invoice = Invoice(
-        number=f"INV-{period.name}-{sequence:06d}", payer_account_id=payer.id,
+        number=number, payer_account_id=payer.id,
         link_group_id=next((c.billing_group_id for c in charges if c.billing_group_id), None),
-        period_start=period.start, period_end=period.end, issued_at=now,
-        due_at=now + timedelta(days=tunables.invoice_due_days), status=InvoiceStatus.UNPAID,
-        currency=currency, subtotal=subtotal, tax=tax, total=subtotal + tax,
+        period_start=period.start, period_end=period.end, issued_at=issued_at,
+        due_at=issued_at + timedelta(days=tunables.invoice_due_days), status=status,
+        currency=charges[0].currency, subtotal=subtotal, tax=tax, total=subtotal + tax,
         bill_to_name=bill_to.name[:100], bill_to_email=bill_to.email,
         bill_to_line1=bill_to.line1, bill_to_line2=bill_to.line2, bill_to_city=bill_to.city,
-        bill_to_postal_code=bill_to.postal_code, bill_to_country=bill_to.country, created_at=now,
+        bill_to_postal_code=bill_to.postal_code, bill_to_country=bill_to.country,
+        created_at=issued_at,
     )
     session.add(invoice)
     await session.flush()
@@ -195,12 +197,24 @@ async def _issue(
             description=charge.description, quantity=charge.quantity,
             unit_price=charge.unit_price, amount=charge.amount,
         ))
+    return invoice
+
+
+async def _issue(
+    session: AsyncSession, *, payer: Account, charges: list[Charge], period: Period,
+    sequence: int, tunables: Tunables, now: datetime,
+) -> Invoice:
+    bill_to, contacts = await bill_to_of(session, payer)
+    invoice = await write_invoice(
+        session, payer=payer, charges=charges, number=f"INV-{period.name}-{sequence:06d}",
+        period=period, bill_to=bill_to, issued_at=now, tunables=tunables,
+    )
     readers = [c.email for c in contacts if EmailPreference.INVOICE.value in c.email_preferences]
     queue_email(
         session, recipients=[bill_to.email, *readers], category=EmailPreference.INVOICE,
         subject=f"Invoice {invoice.number} is available",
         body=(f"Invoice {invoice.number} for {period.name}: "
-              f"{invoice.total // 100}.{invoice.total % 100:02d} {currency}, "
+              f"{invoice.total // 100}.{invoice.total % 100:02d} {invoice.currency}, "
               f"due {invoice.due_at:%Y-%m-%d}."),
         account_id=payer.id, related=("invoice", invoice.id),
     )

@@ -14,7 +14,7 @@ from auth.enrollment import enrollment_token_matches, hash_enrollment_token, new
 from auth.passwords import verify_password
 from linkgate.demo import (
     DEMO_ENROLLMENT_TOKENS, DEMO_LOGINS, DEMO_PASSWORD, HEAD_OFFICE, LABS, LOGISTICS, RETAIL,
-    seed_demo, vat,
+    seed_demo,
 )
 from models import (
     Account, Base, Charge, Contact, CreditLedgerEntry, Invoice, InvoiceLine, LedgerEntryKind,
@@ -22,6 +22,8 @@ from models import (
     Ticket, User,
 )
 from models.database import create_engine, create_session_factory
+from resolvers.invoicing import tax_on
+from resolvers.tunables import Tunables
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ async def test_invoices_add_up(sessions: async_sessionmaker[AsyncSession]) -> No
         for invoice in invoices:
             own = [line for line in lines if line.invoice_id == invoice.id]
             assert own and invoice.subtotal == sum(line.amount for line in own)
-            assert invoice.tax == vat(invoice.subtotal)
+            assert invoice.tax == tax_on(invoice.subtotal, Tunables().tax_rate_basis_points)
             assert invoice.total == invoice.subtotal + invoice.tax
             for line in own:
                 assert line.amount == line.quantity * line.unit_price
