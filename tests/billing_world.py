@@ -1,5 +1,7 @@
 """Fresh customers for the billing tests: users, accounts, links and contacts of their own,
-inserted with the ORM, so no test changes the demo data other tests read."""
+inserted with the ORM (with opening balances, staff roles, memberships), so no test changes
+the demo data other tests read. ``tests/customers.py`` makes customers the way a user does,
+by signing up over HTTP; these are *seeded*, hence the names."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def token_for(user_id: int, version: int = 1) -> str:
 
 
 @dataclass
-class Customer:
+class SeededCustomer:
     user_id: int
     email: str
     token: str
@@ -46,13 +48,13 @@ async def new_user(engine: AsyncEngine, *, role: StaffRole | None = None, tag: s
         return user.id, email, token_for(user.id)
 
 
-async def new_customer(
+async def seeded_customer(
     engine: AsyncEngine, *, accounts: int = 1, balances: list[int] | None = None,
-) -> Customer:
+) -> SeededCustomer:
     """A user owning ``accounts`` new accounts, each opened with its ``balances`` entry."""
     user_id, email, token = await new_user(engine)
     balances = balances or [0] * accounts
-    customer = Customer(user_id, email, token)
+    customer = SeededCustomer(user_id, email, token)
     async with create_session_factory(engine)() as session:
         for index, balance in enumerate(balances):
             # "Zulu": staff list every account by name; ours sort after the demo's.

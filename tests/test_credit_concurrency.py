@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from linkgate.app import create_app
 from linkgate.settings import Settings
 from models import CreditLedgerEntry
-from tests.billing_world import balance_and_ledger_sum, new_customer, scalar
+from tests.billing_world import balance_and_ledger_sum, seeded_customer, scalar
 from tests.conftest import TEST_SECRET, GraphQLClient, client_for
 from tests.servers import LINKGATE, clean_environment, running_server
 from tests.test_credits import TRANSFER
@@ -34,7 +34,7 @@ async def _storm(clients: list[GraphQLClient], engine: AsyncEngine, *, accounts:
                  duplicated_keys: int) -> None:
     """``clients`` take turns: with two apps (two engines, two pools) they act as two replicas."""
     start = 500
-    customer = await new_customer(engine, accounts=accounts, balances=[start] * accounts)
+    customer = await seeded_customer(engine, accounts=accounts, balances=[start] * accounts)
     rng = random.Random(4)
     jobs: list[dict[str, Any]] = []
     for index in range(transfers):

@@ -18,7 +18,7 @@ from models.database import create_session_factory
 from resolvers.tunables import Tunables
 from schema.relay import encode_global_id
 from tests.billing_world import (
-    balance_and_ledger_sum, grant, link_billing, new_customer, new_user, rows, scalar,
+    balance_and_ledger_sum, grant, link_billing, seeded_customer, new_user, rows, scalar,
 )
 from tests.conftest import GraphQLClient
 
@@ -80,7 +80,7 @@ async def ledger_count(engine: AsyncEngine, account_id: int) -> int:
 
 
 async def test_a_purchase_adds_credits_a_ledger_entry_and_a_charge(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[40])
+    customer = await seeded_customer(engine, balances=[40])
     result = await purchase(gql, customer.token, customer.gid(), 250)
     payload = result["data"]["purchaseCredits"]
     assert "errors" not in result and payload["userErrors"] == []
@@ -96,7 +96,7 @@ async def test_a_purchase_adds_credits_a_ledger_entry_and_a_charge(gql: GraphQLC
 
 
 async def test_the_payer_of_a_charge_is_fixed_when_it_is_made(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2)
+    customer = await seeded_customer(engine, accounts=2)
     head, member = customer.account_ids
     group = await link_billing(engine, head, [member])
     await purchase(gql, customer.token, customer.gid(1), 10)
@@ -112,7 +112,7 @@ async def test_the_payer_of_a_charge_is_fixed_when_it_is_made(gql: GraphQLClient
 
 @pytest.mark.parametrize("credits", [0, -5])
 async def test_zero_or_negative_credits_are_a_user_error(gql: GraphQLClient, engine: AsyncEngine, credits: int) -> None:
-    customer = await new_customer(engine, balances=[10])
+    customer = await seeded_customer(engine, balances=[10])
     result = await purchase(gql, customer.token, customer.gid(), credits)
     assert result["data"]["purchaseCredits"]["userErrors"] == [
         {"field": ["credits"], "code": "INVALID_AMOUNT", "message": "Credits must be a whole number above zero."}]
@@ -124,7 +124,7 @@ async def test_zero_or_negative_credits_are_a_user_error(gql: GraphQLClient, eng
 async def test_huge_or_non_integer_credits_are_refused_before_anything_runs(
     gql: GraphQLClient, engine: AsyncEngine, credits: Any
 ) -> None:
-    customer = await new_customer(engine, balances=[10])
+    customer = await seeded_customer(engine, balances=[10])
     response = await gql.post(PURCHASE, {"input": {"accountId": customer.gid(), "credits": credits}},
                               token=customer.token)
     assert response.status_code in (200, 400)
@@ -135,17 +135,17 @@ async def test_huge_or_non_integer_credits_are_refused_before_anything_runs(
 
 
 async def test_a_purchase_over_the_per_operation_limit_is_a_user_error(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     result = await purchase(gql, customer.token, customer.gid(), 2**31 - 1)
     assert [e["code"] for e in result["data"]["purchaseCredits"]["userErrors"]] == ["INVALID_AMOUNT"]
     assert await ledger_count(engine, customer.account_ids[0]) == 0
 
 
 async def test_purchase_needs_credits_purchase_and_a_visible_account(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    owner = await new_customer(engine)
+    owner = await seeded_customer(engine)
     reader_id, _, reader_token = await new_user(engine)
     await grant(engine, reader_id, owner.account_ids[0], ["CREDITS_READ"])
-    stranger = await new_customer(engine)
+    stranger = await seeded_customer(engine)
     denied = await purchase(gql, reader_token, owner.gid(), 5)
     assert (denied["data"] or {}).get("purchaseCredits") is None
     assert denied["errors"][0]["extensions"] == {"code": "FORBIDDEN", "permission": "CREDITS_PURCHASE"}
@@ -162,7 +162,7 @@ async def test_purchase_needs_credits_purchase_and_a_visible_account(gql: GraphQ
 
 
 async def test_the_same_key_returns_the_first_result_and_writes_nothing(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     first = (await purchase(gql, customer.token, customer.gid(), 100, key="buy-1"))["data"]["purchaseCredits"]
     again = (await purchase(gql, customer.token, customer.gid(), 100, key="buy-1"))["data"]["purchaseCredits"]
     assert again["ledgerEntry"] == first["ledgerEntry"] and again["replayed"] is True
@@ -177,8 +177,8 @@ async def test_the_same_key_returns_the_first_result_and_writes_nothing(gql: Gra
 
 
 async def test_keys_belong_to_one_user_and_one_operation(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[50, 0])
-    other = await new_customer(engine)
+    customer = await seeded_customer(engine, accounts=2, balances=[50, 0])
+    other = await seeded_customer(engine)
     await purchase(gql, customer.token, customer.gid(), 10, key="shared")
     moved = await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 5, key="shared")
     assert moved["data"]["transferCredits"]["replayed"] is False
@@ -190,7 +190,7 @@ async def test_keys_belong_to_one_user_and_one_operation(gql: GraphQLClient, eng
 
 
 async def test_a_blank_or_overlong_key_is_a_user_error(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     for key in ("   ", "k" * 101):
         result = await purchase(gql, customer.token, customer.gid(), 10, key=key)
         assert [e["code"] for e in result["data"]["purchaseCredits"]["userErrors"]] == ["INVALID_IDEMPOTENCY_KEY"]
@@ -201,7 +201,7 @@ async def test_a_blank_or_overlong_key_is_a_user_error(gql: GraphQLClient, engin
 
 
 async def test_a_transfer_writes_both_entries_and_audits_both_accounts(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[300, 20])
+    customer = await seeded_customer(engine, accounts=2, balances=[300, 20])
     result = await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 120, note="For the pilot")
     payload = result["data"]["transferCredits"]
     assert payload["userErrors"] == [] and "errors" not in result
@@ -219,7 +219,7 @@ async def test_a_transfer_writes_both_entries_and_audits_both_accounts(gql: Grap
 
 
 async def test_transfer_user_errors_write_nothing(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[50, 0])
+    customer = await seeded_customer(engine, accounts=2, balances=[50, 0])
     cases = [
         ((customer.gid(0), customer.gid(0), 10), "SAME_ACCOUNT"),
         ((customer.gid(0), customer.gid(1), 51), "INSUFFICIENT_CREDITS"),
@@ -236,7 +236,7 @@ async def test_transfer_user_errors_write_nothing(gql: GraphQLClient, engine: As
 
 
 async def test_the_whole_balance_can_move_but_not_one_credit_more(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[75, 0])
+    customer = await seeded_customer(engine, accounts=2, balances=[75, 0])
     moved = await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 75)
     assert moved["data"]["transferCredits"]["fromAccount"]["creditBalance"] == 0
     again = await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 1)
@@ -244,8 +244,8 @@ async def test_the_whole_balance_can_move_but_not_one_credit_more(gql: GraphQLCl
 
 
 async def test_transfer_to_an_account_the_caller_cannot_see_is_not_found(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[100])
-    stranger = await new_customer(engine)
+    customer = await seeded_customer(engine, balances=[100])
+    stranger = await seeded_customer(engine)
     result = await transfer(gql, customer.token, customer.gid(), stranger.gid(), 10)
     assert (result["data"] or {}).get("transferCredits") is None
     assert result["errors"][0]["extensions"]["code"] == "NOT_FOUND"
@@ -257,7 +257,7 @@ async def test_transfer_to_an_account_the_caller_cannot_see_is_not_found(gql: Gr
 
 
 async def test_transfer_permissions_source_and_destination(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    owner = await new_customer(engine, accounts=2, balances=[100, 0])
+    owner = await seeded_customer(engine, accounts=2, balances=[100, 0])
     clerk_id, _, clerk = await new_user(engine)
     await grant(engine, clerk_id, owner.account_ids[0], ["CREDITS_READ", "CREDITS_TRANSFER"])
     await grant(engine, clerk_id, owner.account_ids[1], ["SERVICES_READ"])
@@ -276,7 +276,7 @@ async def test_transfer_permissions_source_and_destination(gql: GraphQLClient, e
 
 
 async def test_a_transfer_repeated_with_its_key_moves_credits_once(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[100, 0])
+    customer = await seeded_customer(engine, accounts=2, balances=[100, 0])
     first = (await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 30, key="t-1"))["data"]["transferCredits"]
     again = (await transfer(gql, customer.token, customer.gid(0), customer.gid(1), 30, key="t-1"))["data"]["transferCredits"]
     assert again["replayed"] is True and again["transferId"] == first["transferId"]
@@ -294,7 +294,7 @@ async def test_a_transfer_repeated_with_its_key_moves_credits_once(gql: GraphQLC
 async def test_billing_staff_record_usage_and_it_is_audited(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, balances=[500])
+    customer = await seeded_customer(engine, balances=[500])
     variables = {"input": {"accountId": customer.gid(), "credits": 120, "description": "SMS: campaign",
                            "idempotencyKey": "usage-1"}}
     result = await gql.execute(USAGE, variables, token=tokens["finance"])
@@ -313,7 +313,7 @@ async def test_billing_staff_record_usage_and_it_is_audited(
 async def test_admin_staff_may_record_usage_support_staff_and_customers_may_not(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, balances=[100])
+    customer = await seeded_customer(engine, balances=[100])
     _, _, admin = await new_user(engine, role=StaffRole.ADMIN)
     variables = {"input": {"accountId": customer.gid(), "credits": 10, "description": "SMS"}}
     for token in (tokens["agent"], customer.token):
@@ -330,7 +330,7 @@ async def test_admin_staff_may_record_usage_support_staff_and_customers_may_not(
 async def test_usage_beyond_the_balance_or_without_description_is_refused(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, balances=[30])
+    customer = await seeded_customer(engine, balances=[30])
     over = await gql.execute(USAGE, {"input": {"accountId": customer.gid(), "credits": 31,
                                                "description": "SMS"}}, token=tokens["finance"])
     assert [e["code"] for e in over["data"]["recordUsage"]["userErrors"]] == ["INSUFFICIENT_CREDITS"]
@@ -344,7 +344,7 @@ async def test_usage_beyond_the_balance_or_without_description_is_refused(
 
 
 async def test_the_database_refuses_a_negative_balance(engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[5])
+    customer = await seeded_customer(engine, balances=[5])
     async with create_session_factory(engine)() as session:
         with pytest.raises(IntegrityError):
             await session.execute(update(Account).where(Account.id == customer.account_ids[0])

@@ -29,7 +29,7 @@ from models.database import create_session_factory
 from resolvers.invoicing import parse_period, tax_on
 from resolvers.tunables import Tunables
 from schema.relay import decode_global_id, encode_global_id
-from tests.billing_world import Customer, grant, link_billing, new_customer, new_user, rows, scalar
+from tests.billing_world import SeededCustomer, grant, link_billing, seeded_customer, new_user, rows, scalar
 from tests.conftest import TEST_SECRET, GraphQLClient
 from tests.test_credits import purchase
 
@@ -101,14 +101,14 @@ async def run(gql: GraphQLClient, token: str, period: str) -> dict[str, Any]:
     return await gql.execute(RUN, {"input": {"period": period}}, token=token)
 
 
-def mine(payload: dict[str, Any], customer: Customer) -> list[dict[str, Any]]:
+def mine(payload: dict[str, Any], customer: SeededCustomer) -> list[dict[str, Any]]:
     ids = {customer.gid(index) for index in range(len(customer.account_ids))}
     return [invoice for invoice in payload["invoices"] if invoice["account"]["id"] in ids]
 
 
-async def billing_setup(gql: GraphQLClient, engine: AsyncEngine, period: str) -> Customer:
+async def billing_setup(gql: GraphQLClient, engine: AsyncEngine, period: str) -> SeededCustomer:
     """Head and member in a BILLING group, and a solo account, with fees and purchases."""
-    customer = await new_customer(engine, accounts=3)
+    customer = await seeded_customer(engine, accounts=3)
     head, member, solo = customer.account_ids
     await link_billing(engine, head, [member])
     start = date.fromisoformat(f"{period}-01")
@@ -196,7 +196,7 @@ async def test_numbers_continue_after_the_highest_of_the_month(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
     period = "2024-04"
-    customer = await new_customer(engine, accounts=2)
+    customer = await seeded_customer(engine, accounts=2)
     await add_service(engine, customer.account_ids[0], "A", 100, date(2024, 4, 1))
     await add_service(engine, customer.account_ids[1], "B", 100, date(2024, 4, 1))
     async with create_session_factory(engine)() as session:
@@ -235,7 +235,7 @@ async def test_bad_periods_are_user_errors_and_write_nothing(
 async def test_a_month_too_large_for_one_invoice_is_refused_whole(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     await add_service(engine, customer.account_ids[0], "Huge", 10, date(2023, 1, 1))
     async with create_session_factory(engine)() as session:
         for _ in range(2):
@@ -262,7 +262,7 @@ def test_a_period_is_a_month_that_has_ended() -> None:
 async def test_only_billing_and_admin_staff_run_invoicing(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     for token in (tokens["agent"], tokens["olivia"], customer.token):
         denied = await run(gql, token, "2024-05")
         assert denied["data"] is None and denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -274,7 +274,7 @@ async def test_only_billing_and_admin_staff_run_invoicing(
 
 async def test_the_cli_invoice_run(gql: GraphQLClient, engine: AsyncEngine, database_url: str) -> None:
     period = "2023-07"
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     await add_service(engine, customer.account_ids[0], "CLI hosting", 700, date(2023, 7, 1))
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
     environment.update(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
@@ -298,11 +298,11 @@ async def test_the_cli_invoice_run(gql: GraphQLClient, engine: AsyncEngine, data
 
 
 async def test_set_billing_contact(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, accounts=2)
+    customer = await seeded_customer(engine, accounts=2)
     first = await add_contact(engine, customer.account_ids[0], "First", "first@example.com", billing=True)
     second = await add_contact(engine, customer.account_ids[0], "Second", "second@example.com")
     elsewhere = await add_contact(engine, customer.account_ids[1], "Other", "other@example.com")
-    stranger = await new_customer(engine)
+    stranger = await seeded_customer(engine)
     foreign = await add_contact(engine, stranger.account_ids[0], "Foreign", "foreign@example.com")
 
     async def set_contact(contact: int | None) -> dict[str, Any]:
@@ -324,7 +324,7 @@ async def test_set_billing_contact(gql: GraphQLClient, engine: AsyncEngine) -> N
 
 
 async def test_set_billing_contact_needs_billing_manage(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     contact = await add_contact(engine, customer.account_ids[0], "C", "c@example.com")
     reader_id, _, reader = await new_user(engine)
     await grant(engine, reader_id, customer.account_ids[0], ["INVOICES_READ"])
@@ -340,9 +340,9 @@ async def test_set_billing_contact_needs_billing_manage(gql: GraphQLClient, engi
 
 async def invoiced_customer(
     gql: GraphQLClient, engine: AsyncEngine, token: str, period: str
-) -> tuple[Customer, dict[str, str]]:
+) -> tuple[SeededCustomer, dict[str, str]]:
     """Two accounts, one invoice each: ``{account global id: invoice global id}``."""
-    customer = await new_customer(engine, accounts=2)
+    customer = await seeded_customer(engine, accounts=2)
     start = date.fromisoformat(f"{period}-01")
     for index, account_id in enumerate(customer.account_ids):
         await add_service(engine, account_id, f"Download service {index}", 1234 + index, start)
@@ -490,7 +490,7 @@ async def test_demo_personas_download_as_they_read(gql: GraphQLClient, tokens: d
 
 
 async def test_a_download_asks_for_one_to_fifty_invoices(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine)
+    customer = await seeded_customer(engine)
     query = "query($ids: [ID!]!) { invoiceDownloadUrl(ids: $ids) }"
     for ids in ([], [encode_global_id("Invoice", n) for n in range(1, 52)],
                 [encode_global_id("Account", customer.account_ids[0])]):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import LowCreditReminder, Notification
-from tests.billing_world import Customer, grant, new_customer, new_user, rows
+from tests.billing_world import SeededCustomer, grant, seeded_customer, new_user, rows
 from tests.conftest import GraphQLClient
 from tests.test_credits import USAGE, purchase, transfer
 
@@ -28,7 +28,7 @@ async def set_reminder(gql: GraphQLClient, token: str, account: str, *, enabled:
                                              "recipients": recipients or []}}, token=token)
 
 
-async def credit_emails(engine: AsyncEngine, customer: Customer, index: int = 0) -> list[Notification]:
+async def credit_emails(engine: AsyncEngine, customer: SeededCustomer, index: int = 0) -> list[Notification]:
     return await rows(engine, select(Notification).where(
         Notification.account_id == customer.account_ids[index], Notification.category == "CREDIT",
     ).order_by(Notification.id))
@@ -41,7 +41,7 @@ async def use(gql: GraphQLClient, staff: str, account: str, credits: int) -> Non
 
 
 async def test_set_and_read_back(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[100])
+    customer = await seeded_customer(engine, balances=[100])
     result = await set_reminder(gql, customer.token, customer.gid(), threshold=40,
                                 recipients=["Ops@Example.com", "ops@example.com", "cfo@example.com"])
     payload = result["data"]["setLowCreditReminder"]
@@ -54,7 +54,7 @@ async def test_set_and_read_back(gql: GraphQLClient, engine: AsyncEngine) -> Non
 
 
 async def test_bad_settings_are_user_errors_and_change_nothing(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[100])
+    customer = await seeded_customer(engine, balances=[100])
     await set_reminder(gql, customer.token, customer.gid(), threshold=10)
     cases = [
         ({"threshold": -1}, [(["threshold"], "INVALID_THRESHOLD")]),
@@ -72,7 +72,7 @@ async def test_bad_settings_are_user_errors_and_change_nothing(gql: GraphQLClien
 
 
 async def test_setting_needs_billing_manage(gql: GraphQLClient, engine: AsyncEngine) -> None:
-    customer = await new_customer(engine, balances=[100])
+    customer = await seeded_customer(engine, balances=[100])
     reader_id, _, reader = await new_user(engine)
     await grant(engine, reader_id, customer.account_ids[0], ["CREDITS_READ", "CREDITS_PURCHASE"])
     denied = await set_reminder(gql, reader, customer.gid())
@@ -84,7 +84,7 @@ async def test_setting_needs_billing_manage(gql: GraphQLClient, engine: AsyncEng
 async def test_fires_once_per_downward_crossing_and_rearms_on_recovery(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[100, 0])
+    customer = await seeded_customer(engine, accounts=2, balances=[100, 0])
     staff = tokens["finance"]
     await set_reminder(gql, customer.token, customer.gid(), threshold=50,
                        recipients=["a@example.com", "b@example.com"])
@@ -112,7 +112,7 @@ async def test_fires_once_per_downward_crossing_and_rearms_on_recovery(
 async def test_no_recipients_means_the_owner_and_disabled_means_silent(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, accounts=2, balances=[100, 100])
+    customer = await seeded_customer(engine, accounts=2, balances=[100, 100])
     await set_reminder(gql, customer.token, customer.gid(0), threshold=90)
     await set_reminder(gql, customer.token, customer.gid(1), threshold=90, enabled=False)
     await use(gql, tokens["finance"], customer.gid(0), 20)
@@ -124,7 +124,7 @@ async def test_no_recipients_means_the_owner_and_disabled_means_silent(
 async def test_a_threshold_set_above_the_balance_waits_for_the_next_crossing(
     gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
 ) -> None:
-    customer = await new_customer(engine, balances=[30])
+    customer = await seeded_customer(engine, balances=[30])
     await set_reminder(gql, customer.token, customer.gid(), threshold=50)
     await use(gql, tokens["finance"], customer.gid(), 5)
     assert await credit_emails(engine, customer) == []
