@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -141,6 +142,24 @@ async def _entries(session: AsyncSession, ids: list[int]) -> list[CreditLedgerEn
     return [rows[pk] for pk in ids]
 
 
+async def _replayed_posting(
+    session: AsyncSession, account: Account, *, user_id: int, operation: str, key: str,
+    request: dict[str, Any],
+) -> CreditsPosted | list[UserError] | None:
+    """The first answer of a keyed single-entry posting repeated, an error for a key reused
+    with another request, or ``None`` when the key is new (the transaction stays open)."""
+    seen = await idempotency.replay(session, user_id=user_id, operation=operation, key=key,
+                                    request=request)
+    if isinstance(seen, UserError):
+        await session.rollback()
+        return [seen]
+    if seen is None:
+        return None
+    (entry,) = await _entries(session, [int(seen["entry"])])
+    await session.commit()
+    return CreditsPosted(account=account, entry=entry, replayed=True)
+
+
 async def _commit_keyed(session: AsyncSession) -> bool:
     """Commit; False when a concurrent request with the same key committed first."""
     try:
@@ -163,29 +182,22 @@ async def purchase_credits(
     errors = [value for value in checked if isinstance(value, UserError)]
     if errors:
         return errors
-    key = checked[1]
+    key = checked[1] if isinstance(checked[1], str) else None
     request = {"account": account_id, "credits": credits}
     for _attempt in range(2):
         account = (await lock_accounts(session, [account_id]))[account_id]
-        if isinstance(key, str):
-            seen = await idempotency.replay(
-                session, user_id=principal.user_id, operation="purchaseCredits", key=key,
-                request=request,
-            )
-            if isinstance(seen, UserError):
-                await session.rollback()
-                return [seen]
-            if seen is not None:
-                (entry,) = await _entries(session, [int(seen["entry"])])
-                await session.commit()
-                return CreditsPosted(account=account, entry=entry, replayed=True)
+        if key is not None:
+            replayed = await _replayed_posting(session, account, user_id=principal.user_id,
+                                               operation="purchaseCredits", key=key, request=request)
+            if replayed is not None:
+                return replayed
         if account.credit_balance + credits > MAX_BALANCE:
             await session.rollback()
             return [_over_limit()]
         now = datetime.now(timezone.utc)
         entry = await _post(session, account, kind=LedgerEntryKind.PURCHASE, delta=credits,
                             actor=principal, note="Credit top-up",
-                            key=key if isinstance(key, str) else None, at=now)
+                            key=key, at=now)
         await charge_credit_purchase(session, account_id=account_id, credits=credits,
                                      tunables=tunables, at=now)
         await session.flush()
@@ -193,7 +205,7 @@ async def purchase_credits(
             record_event(session, actor=principal, action="credits.purchased",
                          account_id=account_id, target=("credit_ledger_entry", entry.id),
                          after={"credits": credits, "credit_balance": account.credit_balance})
-        if isinstance(key, str):
+        if key is not None:
             idempotency.remember(session, user_id=principal.user_id, operation="purchaseCredits",
                                  key=key, request=request, response={"entry": entry.id})
         if await _commit_keyed(session):
@@ -287,15 +299,10 @@ async def record_usage(
     for _attempt in range(2):
         account = (await lock_accounts(session, [account_id]))[account_id]
         if key is not None:
-            seen = await idempotency.replay(session, user_id=staff.user_id, operation="recordUsage",
-                                            key=key, request=request)
-            if isinstance(seen, UserError):
-                await session.rollback()
-                return [seen]
-            if seen is not None:
-                (entry,) = await _entries(session, [int(seen["entry"])])
-                await session.commit()
-                return CreditsPosted(account=account, entry=entry, replayed=True)
+            replayed = await _replayed_posting(session, account, user_id=staff.user_id,
+                                               operation="recordUsage", key=key, request=request)
+            if replayed is not None:
+                return replayed
         if account.credit_balance < credits:
             error = _insufficient(account, credits)
             await session.rollback()
