@@ -11,12 +11,14 @@ interleaved with the dashboard's in id (= time) order, as they would be in a rea
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import json
+import pstats
 import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -103,6 +105,16 @@ def asgi_client(app: Any) -> httpx.AsyncClient:
     """An HTTP client wired straight into an ASGI app (no socket): in-process measurements."""
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://bench.local", timeout=120)
+
+
+async def python_calls(request: Callable[[], Awaitable[Any]]) -> int:
+    """Python function calls made by one awaited request (this thread): a measure of work
+    that, unlike time, does not move with the load of a shared machine."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await request()
+    profiler.disable()
+    return pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- shapes

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import gc
-import pstats
 import secrets
 import statistics
 import time
@@ -30,7 +28,9 @@ from typing import Any
 import httpx
 
 from auth.tokens import TokenSettings
-from bench.dataset import DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, seed, temporary_database
+from bench.dataset import (
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, python_calls, seed, temporary_database,
+)
 from bench.handwritten import create_handwritten_app
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
@@ -63,14 +63,6 @@ class CollectorClock:
             gc.callbacks.remove(self)
 
 
-async def _calls_per_request(request: Request) -> int:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    await request()
-    profiler.disable()
-    return pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
-
-
 async def run(url: str, requests: int) -> None:
     engine = create_engine(url)
     seeded = await seed(engine, DashboardShape(accounts=50, invoices=20, tickets=12))
@@ -99,7 +91,7 @@ async def run(url: str, requests: int) -> None:
         for _ in range(3):
             await gateway()
             await floor()
-        calls = await _calls_per_request(gateway)
+        calls = await python_calls(gateway)
 
         cpu: dict[str, list[float]] = {"gateway": [], "floor": []}
         sides: dict[str, Request] = {"gateway": gateway, "floor": floor}

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.tokens import TokenSettings
 from bench.dataset import (
-    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, seed,
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, python_calls, seed,
     temporary_database,
 )
 from linkgate.app import create_app
@@ -150,16 +150,6 @@ def _paired_ratio(on: Timings, off: Timings) -> float:
     return statistics.median(a / b for a, b in zip(on.samples, off.samples))
 
 
-async def _calls(client: Client, first: int) -> int:
-    """Python function calls in one request (this thread): a measure of work that, unlike
-    time, does not move with the load of a shared machine."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    await client.dashboard(first)
-    profiler.disable()
-    return pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
-
-
 async def _profile(client: Client, first: int, requests: int) -> str:
     """cProfile of a few requests, by own time (cumulative time is muddled by coroutines)."""
     profiler = cProfile.Profile()
@@ -224,7 +214,8 @@ async def _report(
             raise SystemExit("owner: the responses with checks on and off differ")
         statements_on = await _statements(engine, on, first)
         statements_off = await _statements(engine, off, first)
-        calls_on, calls_off = await _calls(on, first), await _calls(off, first)
+        calls_on = await python_calls(lambda: on.dashboard(first))
+        calls_off = await python_calls(lambda: off.dashboard(first))
 
         for _ in range(options.warmup):
             await on.timed(first)

@@ -94,9 +94,8 @@ async def prefetch_accounts(info: strawberry.Info, groups: list[LinkGroup]) -> N
         for member in group.prefetched_members
     ] if selects(info, "members", "account") else []
     context = info.context
-    shown = [member for member in members if not hides_account(context, member.account_pk)]
-    wanted = [group.account_id for group in groups] if heads else []
-    wanted += [member.account_pk for member in shown]
+    shown = {member.account_pk for member in members if not hides_account(context, member.account_pk)}
+    wanted = [*([group.account_id for group in groups] if heads else []), *shown]
     if not wanted:
         return
     rows = dict(zip(wanted, await context.loaders.accounts_by_ids.load(tuple(wanted))))
@@ -104,7 +103,7 @@ async def prefetch_accounts(info: strawberry.Info, groups: list[LinkGroup]) -> N
         for group in groups:
             group.prefetched_head = Account.from_model(rows[group.account_id])
     for member in members:
-        row = None if hides_account(context, member.account_pk) else rows[member.account_pk]
+        row = rows[member.account_pk] if member.account_pk in shown else None
         member.prefetched_account = None if row is None else Account.from_model(row)
 
 
