@@ -33,6 +33,8 @@ class DownloadClaims:
     user_id: int
     token_version: int
     invoice_ids: tuple[int, ...]
+    # The sign-in session the link was made in: ending it ends the link too.
+    session_id: int | None = None
 
 
 def _download_key(secret: str) -> bytes:
@@ -42,7 +44,7 @@ def _download_key(secret: str) -> bytes:
 
 def issue_download_token(
     *, secret: str, issuer: str, user_id: int, token_version: int,
-    invoice_ids: list[int] | tuple[int, ...], ttl: timedelta,
+    invoice_ids: list[int] | tuple[int, ...], ttl: timedelta, session_id: int | None = None,
 ) -> str:
     if not 1 <= len(invoice_ids) <= MAX_INVOICES_PER_LINK:
         raise BadInput(f"A download covers 1 to {MAX_INVOICES_PER_LINK} invoices.", field="ids")
@@ -51,6 +53,8 @@ def issue_download_token(
         "sub": str(user_id), "ver": token_version, "inv": list(invoice_ids),
         "iss": issuer, "aud": AUDIENCE, "iat": now, "exp": now + ttl,
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, _download_key(secret), algorithm=ALGORITHM)
 
 
@@ -64,8 +68,12 @@ def read_download_token(token: str, *, secret: str, issuer: str) -> DownloadClai
         invoice_ids = tuple(int(value) for value in claims["inv"])
         if not 1 <= len(invoice_ids) <= MAX_INVOICES_PER_LINK:
             raise ValueError("invoice count")
-        return DownloadClaims(int(claims["sub"]), int(claims["ver"]), invoice_ids)
+        session_id = claims.get("sid")
+        return DownloadClaims(
+            int(claims["sub"]), int(claims["ver"]), invoice_ids,
+            None if session_id is None else int(session_id),
+        )
     except jwt.ExpiredSignatureError as error:
         raise DownloadLinkExpired("The download link has expired; ask for a new one.") from error
-    except (jwt.InvalidTokenError, ValueError, TypeError) as error:
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError) as error:
         raise BadInput("The download link is not valid.", field="token") from error

@@ -6,9 +6,10 @@ is enough (unlike passwords), and it lets a lookup by account number compare in 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
+
+from auth.secrets import digest
 
 ENROLLMENT_TOKEN_PREFIX = "ENR-"
 
@@ -20,7 +21,7 @@ def new_enrollment_token() -> str:
 
 def hash_enrollment_token(token: str) -> str:
     """The stored form. Surrounding whitespace is dropped: tokens are copied from invoices."""
-    return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+    return digest(token)
 
 
 def enrollment_token_matches(token: str, token_hash: str) -> bool:

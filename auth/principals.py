@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import Unauthenticated
 from auth.tokens import TokenSettings
+from models.base import utcnow
+from models.identity import UserSession
 from models.users import StaffRole, User
 
 
@@ -22,11 +24,17 @@ class Credentials(Protocol):
     @property
     def token_version(self) -> int: ...
 
+    @property
+    def session_id(self) -> int | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: int
     staff_role: StaffRole | None = None
+    # The sign-in session the token belongs to (what ``logout`` ends); None for callers
+    # built without one (tests, tools).
+    session_id: int | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -39,13 +47,20 @@ async def authenticate(session: AsyncSession, token: str, tokens: TokenSettings)
 
 
 async def principal_for(session: AsyncSession, claims: Credentials, *, ended: str | None = None) -> Principal:
-    """The principal behind verified claims, if the user still exists and the token version
-    is current (a password change bumps it, revoking every earlier token or link)."""
-    row = (
-        await session.execute(
-            select(User.token_version, User.staff_role).where(User.id == claims.user_id)
+    """The principal behind verified claims, if the user still exists, the token version is
+    current (a password change bumps it) and the token's session has not ended: one statement."""
+    session_id = claims.session_id
+    statement = select(User.token_version, User.staff_role).where(User.id == claims.user_id)
+    if session_id is not None:
+        statement = statement.add_columns(UserSession.revoked_at, UserSession.expires_at).outerjoin(
+            UserSession, and_(UserSession.id == session_id, UserSession.user_id == User.id)
         )
-    ).one_or_none()
-    if row is None or row.token_version != claims.token_version:
-        raise Unauthenticated(ended or "The token has been revoked; sign in again.")
-    return Principal(user_id=claims.user_id, staff_role=row.staff_role)
+    row = (await session.execute(statement)).one_or_none()
+    if (
+        row is None or row.token_version != claims.token_version
+        or (session_id is not None and (
+            row.expires_at is None or row.revoked_at is not None or row.expires_at <= utcnow()
+        ))
+    ):
+        raise Unauthenticated(ended or "The session has ended; sign in again.")
+    return Principal(user_id=claims.user_id, staff_role=row.staff_role, session_id=session_id)

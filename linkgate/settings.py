@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from datetime import timedelta
 from functools import lru_cache
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from resolvers.delivery import SmtpServer
 from resolvers.pagination import PageBounds
@@ -31,7 +34,17 @@ class Settings(BaseSettings):
     notification_interval_seconds: float = Field(default=0, ge=0)
 
     token_issuer: str = "linkgate"
-    token_ttl_seconds: int = Field(default=3600, ge=60)
+    # Access tokens are short-lived; a session lives on through its rotating refresh tokens.
+    token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    session_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    invitation_ttl_seconds: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400)
+    password_reset_ttl_seconds: int = Field(default=30 * 60, ge=60, le=86_400)
+    sign_up_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # Where the emailed links point: the dashboard that calls acceptInvitation, resetPassword…
+    public_url: str = Field(default="http://localhost:8000", pattern=r"^https?://[^\s]+$")
+    # CIDRs of the proxies whose X-Forwarded-For is believed; empty: the header is ignored.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    staff_require_totp: bool = False
 
     default_page_size: int = Field(default=20, ge=1, le=100)
     max_page_size: int = Field(default=100, ge=1, le=100)
@@ -54,7 +67,11 @@ class Settings(BaseSettings):
     max_ticket_body_chars: int = Field(default=20_000, ge=100, le=1_000_000)
     download_link_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
 
+    # Failed sign-ins (and link proofs) are counted per (email, client), per client and per
+    # email; see auth/throttle.py for what each limit does.
     login_max_failures: int = Field(default=5, ge=1)
+    login_client_max_failures: int = Field(default=50, ge=1)
+    login_email_max_failures: int = Field(default=20, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
 
     @field_validator("smtp_url")
@@ -66,6 +83,24 @@ class Settings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"LINKGATE_SMTP_URL: {error}") from None
         return value or None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_are_networks(cls, value: Any) -> list[str]:
+        """A JSON list or a comma-separated string of CIDRs (or single addresses)."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        networks = []
+        for item in value or []:
+            item = str(item).strip()
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"LINKGATE_TRUSTED_PROXIES: {item!r} is not a CIDR") from None
+        return networks
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

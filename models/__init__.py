@@ -6,6 +6,9 @@ from models.base import Base
 from models.billing import Charge, ChargeKind, Invoice, InvoiceLine, InvoiceStatus
 from models.contacts import Contact, EmailPreference
 from models.credits import CreditLedgerEntry, IdempotencyRecord, LedgerEntryKind, LowCreditReminder
+from models.identity import (
+    EmailedLink, Invitation, LinkPurpose, RecoveryCode, RefreshToken, UserSession,
+)
 from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
 from models.notifications import Notification
 from models.services import Service, ServiceStatus
@@ -15,9 +18,10 @@ from models.users import StaffRole, User
 
 __all__ = [
     "Account", "AccountStatus", "AuditEvent", "AuthorKind", "Base", "Charge", "ChargeKind",
-    "Contact", "CreditLedgerEntry", "Department", "EmailPreference", "IdempotencyRecord",
-    "Invoice", "InvoiceLine", "InvoiceStatus", "LedgerEntryKind", "LinkGroup", "LinkKind",
-    "LinkMember", "LinkMethod", "LowCreditReminder", "Membership", "Notification", "Service",
-    "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketMessage", "TicketStatus",
-    "User",
+    "Contact", "CreditLedgerEntry", "Department", "EmailPreference", "EmailedLink",
+    "IdempotencyRecord", "Invitation", "Invoice", "InvoiceLine", "InvoiceStatus",
+    "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod", "LinkPurpose",
+    "LowCreditReminder", "Membership", "Notification", "RecoveryCode", "RefreshToken",
+    "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketMessage",
+    "TicketStatus", "User", "UserSession",
 ]

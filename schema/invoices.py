@@ -30,7 +30,8 @@ DOWNLOAD_PATH = "/invoices/download"
 
 async def download_url(info: strawberry.Info, invoice_ids: list[int]) -> str:
     """A signed link for the signed-in user; the caller has checked INVOICES_READ on each.
-    It carries the user's token version, so a password change also revokes its links."""
+    It carries the user's token version and session, so a password change or a logout also
+    revokes its links."""
     context = info.context
     if context.principal is None:
         raise Unauthenticated("Sign in to download invoices.")
@@ -39,6 +40,7 @@ async def download_url(info: strawberry.Info, invoice_ids: list[int]) -> str:
         secret=context.tokens.secret, issuer=context.tokens.issuer, user_id=user.id,
         token_version=user.token_version, invoice_ids=invoice_ids,
         ttl=timedelta(seconds=context.tunables.download_link_ttl_seconds),
+        session_id=context.principal.session_id,
     )
     return f"{DOWNLOAD_PATH}?{urlencode({'token': token})}"
 
