@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.errors import Unauthenticated
 from auth.secrets import digest, new_secret
 from auth.tokens import TokenSettings
 from models.base import utcnow
@@ -25,7 +24,6 @@ from models.identity import RefreshToken, UserSession
 from models.users import User
 
 REFRESH_TOKEN_PREFIX = "lgr_"
-_INVALID = "The refresh token is invalid or has expired; sign in again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +40,7 @@ class IssuedTokens:
     expires_at: datetime
     refresh_token: str
     session_id: int
+    user_id: int
 
 
 async def _issue(
@@ -59,6 +58,7 @@ async def _issue(
         expires_at=issued_at + settings.tokens.ttl,
         refresh_token=refresh_token,
         session_id=row.id,
+        user_id=user.id,
     )
 
 
@@ -80,8 +80,9 @@ async def start_session(
 
 async def refresh_session(
     session: AsyncSession, *, refresh_token: str, settings: SessionSettings
-) -> IssuedTokens:
-    """Spends ``refresh_token`` and issues the next pair; commits either way.
+) -> IssuedTokens | None:
+    """Spends ``refresh_token`` and issues the next pair; commits either way. None when the
+    token is unknown, spent (the session is then revoked), or its session has ended.
 
     The spend is one conditional UPDATE, so of two replicas presenting the same token at
     once exactly one succeeds; the other sees a used token and revokes the session.
@@ -101,12 +102,12 @@ async def refresh_session(
         if reused is not None:
             await revoke_sessions(session, UserSession.id == reused, reason="refresh_token_reuse")
             await session.commit()
-        raise Unauthenticated(_INVALID)
+        return None
     row = await session.get(UserSession, spent)
     user = await session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or row.revoked_at is not None or row.expires_at <= now:
         await session.rollback()
-        raise Unauthenticated(_INVALID)
+        return None
     row.last_used_at = now
     issued = await _issue(session, row, user, settings, now)
     await session.commit()

@@ -1,8 +1,25 @@
-"""Throttling of repeated failures (logins, link proofs), counted in the database.
+"""Throttling of repeated failures (sign-ins, second factors, link proofs), in the database.
 
-The counters live in ``throttle_buckets`` so every replica sees the same state. A bucket counts
-failures in a window; at ``max_failures`` it blocks until the window has passed, whatever the
-next attempt would have been, so a correct guess after the limit still gets ``RATE_LIMITED``.
+Failures are counted in three buckets at once, each with its own limit, so that the throttle
+stops guessing without letting anyone lock out somebody else (DESIGN: "throttling that cannot
+be turned against users"):
+
+``pair`` (identity × client)
+    A few failures (``max_failures``) block that identity *from that client* for the window.
+    A colleague's typos behind the office NAT block only that colleague, and the owner of the
+    identity, signing in from elsewhere, is not affected.
+``client`` (every identity from one client)
+    Many failures (``client_max_failures``) block the client: password spraying, one
+    password tried against many emails.
+``identity`` (one identity from every client)
+    Only a large number (``identity_max_failures``), which takes many clients since each pair
+    stops at a few, slows the identity down for everyone, with a delay that doubles with each
+    further failure (1 s, 2 s, 4 s … up to the window): never a fixed lockout.
+
+The identity is an email (sign-in) or an account number (link proofs); the client is the
+caller's address (``linkgate.client_address``) or, for signed-in callers, the user. Counters
+live in ``throttle_buckets`` so every replica sees the same state; every count is one atomic
+upsert. A blocked attempt is refused before any password is checked and counts nothing.
 """
 
 from __future__ import annotations
@@ -11,11 +28,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import and_, case, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import RateLimited
+from auth.secrets import digest
 from models.base import UTCDateTime, utcnow
 from models.throttle import ThrottleBucket
 
@@ -23,42 +41,83 @@ from models.throttle import ThrottleBucket
 @dataclass(frozen=True, slots=True)
 class ThrottleSettings:
     max_failures: int = 5
+    client_max_failures: int = 50
+    identity_max_failures: int = 20
     window: timedelta = timedelta(minutes=15)
 
 
-async def ensure_not_blocked(
-    session: AsyncSession, buckets: list[tuple[str, str]], *, now: datetime | None = None
-) -> None:
-    """Raise ``RateLimited`` (with seconds to wait) if any of ``(scope, key)`` is blocked."""
-    now = now or utcnow()
-    for scope, key in buckets:
-        blocked_until = await session.scalar(
+@dataclass(frozen=True, slots=True)
+class FailureThrottle:
+    """The three buckets of one kind of attempt (``"login"``, ``"link"``) by one client at
+    one identity."""
+
+    kind: str
+    identity: str
+    client: str
+    settings: ThrottleSettings
+
+    def _buckets(self) -> list[tuple[str, str]]:
+        # Digests: any text fits the key column, and the table holds no emails.
+        return [
+            (f"{self.kind}:pair", digest(f"{self.identity}\n{self.client}")),
+            (f"{self.kind}:client", digest(self.client)),
+            (f"{self.kind}:identity", digest(self.identity)),
+        ]
+
+    async def check(self, session: AsyncSession, *, now: datetime | None = None) -> None:
+        """Raise ``RateLimited`` (with seconds to wait) if any bucket is blocked."""
+        now = now or utcnow()
+        rows = await session.execute(
             select(ThrottleBucket.blocked_until).where(
-                ThrottleBucket.scope == scope, ThrottleBucket.key == key
+                ThrottleBucket.blocked_until > now,
+                or_(*[
+                    and_(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
+                    for scope, key in self._buckets()
+                ]),
             )
         )
-        if blocked_until is not None and blocked_until > now:
-            retry_after = math.ceil((blocked_until - now).total_seconds())
+        latest = max((until for (until,) in rows), default=None)
+        if latest is not None:
+            retry_after = max(1, math.ceil((latest - now).total_seconds()))
             raise RateLimited(
                 f"Too many failed attempts; try again in {retry_after} seconds.",
                 retryAfter=retry_after,
             )
 
+    async def failed(self, session: AsyncSession, *, now: datetime | None = None) -> None:
+        """Count one failure in every bucket (the caller commits)."""
+        now = now or utcnow()
+        pair, client, identity = self._buckets()
+        settings = self.settings
+        await _count(session, pair, now, settings.window, settings.max_failures, growing=False)
+        await _count(session, client, now, settings.window, settings.client_max_failures, growing=False)
+        await _count(session, identity, now, settings.window, settings.identity_max_failures, growing=True)
 
-async def record_failure(
-    session: AsyncSession, scope: str, key: str, settings: ThrottleSettings,
-    *, now: datetime | None = None,
+    async def succeeded(self, session: AsyncSession) -> None:
+        """The right secret from this client: its own failures are forgiven. The client's and
+        the identity's counters stand (a success proves nothing about the other attempts)."""
+        scope, key = self._buckets()[0]
+        await session.execute(
+            update(ThrottleBucket)
+            .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
+            .values(failures=0, blocked_until=None)
+        )
+
+
+async def _count(
+    session: AsyncSession, bucket: tuple[str, str], now: datetime, window: timedelta,
+    limit: int, *, growing: bool,
 ) -> None:
-    """Count one failure atomically (an upsert, so concurrent replicas never lose a count)."""
-    now = now or utcnow()
+    """One failure, atomically (an upsert, so concurrent replicas never lose a count); at the
+    limit the bucket blocks for the window, or (``growing``) for 2^(failures - limit) seconds."""
+    scope, key = bucket
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = ThrottleBucket.__table__.c
+    window_expired = table.window_started_at < now - window
     statement = insert(ThrottleBucket).values(
         scope=scope, key=key, failures=1, window_started_at=now, blocked_until=None
-    )
-    table = ThrottleBucket.__table__.c
-    window_expired = table.window_started_at < now - settings.window
-    statement = statement.on_conflict_do_update(
+    ).on_conflict_do_update(
         index_elements=["scope", "key"],
         set_={
             "failures": case((window_expired, 1), else_=table.failures + 1),
@@ -66,23 +125,16 @@ async def record_failure(
                 (window_expired, literal(now, UTCDateTime())), else_=table.window_started_at
             ),
         },
-    )
-    await session.execute(statement)
-    await session.execute(
-        update(ThrottleBucket)
-        .where(
-            ThrottleBucket.scope == scope,
-            ThrottleBucket.key == key,
-            ThrottleBucket.failures >= settings.max_failures,
-        )
-        .values(blocked_until=now + settings.window)
-    )
-
-
-async def clear_failures(session: AsyncSession, scope: str, key: str) -> None:
+    ).returning(ThrottleBucket.failures)
+    failures = (await session.execute(statement)).scalar_one()
+    if failures < limit:
+        return
+    delay = window
+    if growing:
+        exponent = min(failures - limit, 30)
+        delay = min(window, timedelta(seconds=2**exponent))
     await session.execute(
         update(ThrottleBucket)
         .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
-        .values(failures=0, blocked_until=None)
+        .values(blocked_until=now + delay)
     )
-

@@ -8,8 +8,10 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from auth.sessions import SessionSettings
 from auth.throttle import ThrottleSettings
 from auth.tokens import TokenSettings
+from linkgate.client_address import client_address
 from linkgate.settings import Settings
 from resolvers.loaders import Loaders
 from schema.context import Context
@@ -26,6 +28,15 @@ def bearer_token(connection: HTTPConnection) -> str | None:
 def token_settings(settings: Settings) -> TokenSettings:
     return TokenSettings(
         secret=settings.signing_key, issuer=settings.token_issuer, ttl=settings.token_ttl
+    )
+
+
+def throttle_settings(settings: Settings) -> ThrottleSettings:
+    return ThrottleSettings(
+        max_failures=settings.login_max_failures,
+        client_max_failures=settings.login_client_max_failures,
+        identity_max_failures=settings.login_email_max_failures,
+        window=timedelta(seconds=settings.login_window_seconds),
     )
 
 
@@ -47,12 +58,16 @@ def build_context(
         credentials=tokens.read(token) if token is not None else None,
         loaders=Loaders(session),
         tokens=tokens,
-        throttle=ThrottleSettings(
-            max_failures=settings.login_max_failures,
-            window=timedelta(seconds=settings.login_window_seconds),
+        sessions=SessionSettings(
+            tokens=tokens, lifetime=timedelta(seconds=settings.session_ttl_seconds)
         ),
+        throttle=throttle_settings(settings),
         tunables=settings.tunables(),
-        client_address=connection.client.host if connection.client else "unknown",
+        client_address=client_address(
+            connection.client.host if connection.client else None,
+            connection.headers.getlist("x-forwarded-for"), settings.trusted_proxies,
+        ),
+        user_agent=connection.headers.get("user-agent"),
         request_id=connection.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
         enforce_permissions=enforce_permissions,
     )

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # CIDRs of the proxies whose X-Forwarded-For is believed; empty: the header is ignored.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     staff_require_totp: bool = False
+    # signUp and requestPasswordReset take at least this long, whatever the email (no oracle).
+    answer_floor_seconds: float = Field(default=0.4, ge=0, le=10)
 
     default_page_size: int = Field(default=20, ge=1, le=100)
     max_page_size: int = Field(default=100, ge=1, le=100)
@@ -135,6 +137,12 @@ class Settings(BaseSettings):
             max_ticket_body_chars=self.max_ticket_body_chars,
             download_link_ttl_seconds=self.download_link_ttl_seconds,
             pages=PageBounds(default=self.default_page_size, maximum=self.max_page_size),
+            invitation_ttl_seconds=self.invitation_ttl_seconds,
+            password_reset_ttl_seconds=self.password_reset_ttl_seconds,
+            sign_up_ttl_seconds=self.sign_up_ttl_seconds,
+            public_url=self.public_url.rstrip("/"),
+            staff_require_totp=self.staff_require_totp,
+            answer_floor_seconds=self.answer_floor_seconds,
         )
 
 

@@ -10,6 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import BigId, Base, CreatedAtMixin, IdMixin, UTCDateTime
 
 
+# The category of security mail (invitations, password resets, sign-in alerts): the email
+# preferences never switch it off.
+SECURITY_CATEGORY = "SECURITY"
+
+
 class Notification(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "notifications"
     __table_args__ = (
@@ -21,7 +26,7 @@ class Notification(IdMixin, CreatedAtMixin, Base):
         BigId, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True
     )
     recipient: Mapped[str] = mapped_column(String(254))
-    category: Mapped[str] = mapped_column(String(20))  # an EmailPreference value
+    category: Mapped[str] = mapped_column(String(20))  # an EmailPreference value, or SECURITY
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     related_type: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -39,6 +40,16 @@ _CONNECTION_FAILURES = (
     aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
     aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPHeloError, OSError,
 )
+
+
+# The single-use token of a link made by ``resolvers.outbox.link_to``.
+_LINK_TOKEN = re.compile(r"#token=[^\s]+")
+
+
+def redact_link_tokens(body: str) -> str:
+    """What the outbox keeps of a body once it is sent: the links' tokens are the
+    recipient's alone, and only their digests are kept (DESIGN: "only its digest is stored")."""
+    return _LINK_TOKEN.sub("#token=[sent]", body)
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,8 @@ async def _claim_next(session: AsyncSession, *, after_id: int, max_attempts: int
 
 async def _finish(session: AsyncSession, claimed: _Claimed, error: str | None) -> None:
     values: dict[str, Any] = (
-        {"sent_at": utcnow(), "last_error": None} if error is None else {"last_error": error[:500]}
+        {"sent_at": utcnow(), "last_error": None, "body": redact_link_tokens(claimed.body)}
+        if error is None else {"last_error": error[:500]}
     )
     await session.execute(update(Notification).where(Notification.id == claimed.id).values(**values))
     await session.commit()

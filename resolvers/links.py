@@ -20,7 +20,7 @@ from auth.passwords import verify_password
 from auth.permissions import Permission
 from auth.policy import AccessMap
 from auth.principals import Principal
-from auth.throttle import ThrottleSettings, clear_failures, ensure_not_blocked, record_failure
+from auth.throttle import FailureThrottle, ThrottleSettings
 from models.accounts import Account, AccountStatus
 from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
 from models.users import User
@@ -64,9 +64,11 @@ class Unlinked:
     head_account_id: int
 
 
-def throttle_buckets(principal: Principal, account_number: str) -> list[tuple[str, str]]:
-    """Wrong proofs are counted per user and per target account."""
-    return [("link:user", str(principal.user_id)), ("link:account", account_number)]
+def proof_throttle(principal: Principal, account_number: str, settings: ThrottleSettings) -> FailureThrottle:
+    """Wrong proofs are counted per (account, user), per user and per account, as sign-ins
+    are per (email, client) (``auth.throttle``): the caller is signed in, so its login is
+    the client, and one user's wrong guesses block no one else from linking that account."""
+    return FailureThrottle("link", account_number, f"user:{principal.user_id}", settings)
 
 
 INVALID_PROOF = UserError(
@@ -137,15 +139,14 @@ async def link_account(
             message="An account cannot be linked to itself.", code="SAME_ACCOUNT",
             field=["accountNumber"],
         )
-    buckets = throttle_buckets(principal, number)
-    await ensure_not_blocked(session, buckets)
+    guard = proof_throttle(principal, number, throttle)
+    await guard.check(session)
     target, method = await _proven_account(session, proof)
     if target is None:
-        for scope, key in buckets:
-            await record_failure(session, scope, key, throttle)
+        await guard.failed(session)
         await session.commit()
         return INVALID_PROOF
-    await clear_failures(session, "link:account", number)
+    await guard.succeeded(session)
     if AccountStatus.CLOSED in (head.status, target.status):
         await session.commit()
         return UserError(

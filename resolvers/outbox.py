@@ -11,20 +11,23 @@ from collections.abc import Iterable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.contacts import EmailPreference
-from models.notifications import Notification
+from models.notifications import SECURITY_CATEGORY, Notification
 
 
 def queue_email(
     session: AsyncSession,
     *,
     recipients: Iterable[str],
-    category: EmailPreference,
+    category: EmailPreference | None,
     subject: str,
     body: str,
     account_id: int | None,
     related: tuple[str, int] | None = None,
 ) -> list[Notification]:
-    """One outbox row per distinct recipient (case-insensitive), in first-seen order."""
+    """One outbox row per distinct recipient (case-insensitive), in first-seen order.
+
+    ``category=None`` is security mail (``queue_security_email``), which no one can opt out of.
+    """
     seen: set[str] = set()
     rows: list[Notification] = []
     for recipient in recipients:
@@ -33,7 +36,7 @@ def queue_email(
             continue
         seen.add(address)
         row = Notification(
-            account_id=account_id, recipient=address, category=category.value,
+            account_id=account_id, recipient=address, category=category.value if category else SECURITY_CATEGORY,
             subject=subject[:200], body=body,
             related_type=related[0] if related else None,
             related_id=related[1] if related else None,
@@ -41,3 +44,26 @@ def queue_email(
         session.add(row)
         rows.append(row)
     return rows
+
+
+def queue_security_email(
+    session: AsyncSession, *, recipient: str, subject: str, body: str,
+    related: tuple[str, int] | None = None,
+) -> Notification:
+    """Security mail (invitations, password resets, sign-up links, sign-in alerts): never
+    optional, and attached to no account, so no account's email history (``EMAILS_READ``)
+    lists it: the links it carries are for its recipient alone. The delivery worker redacts
+    the link's token from the stored body once the message is sent."""
+    return queue_email(
+        session, recipients=[recipient], category=None, subject=subject, body=body,
+        account_id=None, related=related,
+    )[0]
+
+
+def link_to(public_url: str, path: str, token: str) -> str:
+    """A link into the dashboard carrying a single-use token.
+
+    The token travels in the fragment (``#token=``), which browsers never send to a server:
+    it stays out of access logs, proxies and ``Referer`` headers.
+    """
+    return f"{public_url.rstrip('/')}/{path.lstrip('/')}#token={token}"

@@ -1,38 +1,76 @@
-"""Signing up, signing in and changing a password."""
+"""Signing up, signing in and changing a password.
+
+Nothing here tells a caller whether an email is registered (DESIGN: "no oracle"): a wrong
+password and an unknown email read the same and each run one password hash; signing up with
+a taken email answers exactly as a new one does, and the mail it sends tells the owner.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passwords import hash_password, verify_password
-from auth.throttle import ThrottleSettings, clear_failures, ensure_not_blocked, record_failure
-from auth.tokens import TokenSettings
+from auth.sessions import IssuedTokens, SessionSettings, end_all_sessions, start_session
+from auth.throttle import FailureThrottle, ThrottleSettings
 from models.accounts import Account
+from models.identity import LinkPurpose, UserSession
 from models.users import User
 from resolvers.accounts import create_account
+from resolvers.emailed_links import create_link, recent_links, spend_link
+from resolvers.outbox import link_to, queue_security_email
+from resolvers.timing import answered_no_sooner_than
+from resolvers.tunables import Tunables
+from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_account_name, clean_email, clean_password, clean_person_name
+
+INVALID_CREDENTIALS = UserError(
+    message="The email or password is incorrect.", code="INVALID_CREDENTIALS"
+)
+OTP_REQUIRED = UserError(
+    message="Enter the code from your authenticator app (or a recovery code).",
+    code="OTP_REQUIRED", field=["otp"],
+)
+INVALID_OTP = UserError(message="The code is incorrect or was already used.", code="INVALID_OTP",
+                        field=["otp"])
+TWO_FACTOR_SETUP_REQUIRED = UserError(
+    message="Staff logins must use two-factor sign-in; ask an administrator to set it up "
+    "(linkgate create-staff --totp).", code="TWO_FACTOR_SETUP_REQUIRED",
+)
+# A pending sign-up sends at most this many confirmation mails to one address a day.
+MAX_SIGN_UP_MAILS_PER_DAY = 5
 
 
 @dataclass(frozen=True)
 class SignedIn:
-    token: str
+    tokens: IssuedTokens
     user: User
 
 
 @dataclass(frozen=True)
 class SignedUp:
-    token: str
+    """A confirmed sign-up: the new login, signed in, and its first account."""
+
+    tokens: IssuedTokens
     user: User
     account: Account
     enrollment_token: str
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+def normalize_email(email: str) -> str | None:
+    """The stored form of an email typed at sign-in; None if no stored email could be it."""
+    email = email.strip().lower()
+    if not email or len(email) > 254 or "\x00" in email:
+        return None
+    try:
+        email.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return email
 
 
 async def login(
@@ -40,26 +78,54 @@ async def login(
     *,
     email: str,
     password: str,
+    otp: str | None,
     client_address: str,
-    tokens: TokenSettings,
+    user_agent: str | None,
+    sessions: SessionSettings,
     throttle: ThrottleSettings,
+    tunables: Tunables,
 ) -> SignedIn | UserError:
-    """Check a password, throttled per email and per client address (state in the database)."""
-    email = normalize_email(email)
-    buckets = [("login:email", email), ("login:client", client_address)]
-    await ensure_not_blocked(session, buckets)
-    user = await session.scalar(select(User).where(User.email == email))
-    if user is None or not verify_password(user.password_hash, password):
-        # Neither half is named: a wrong email and a wrong password read the same.
-        for scope, key in buckets:
-            await record_failure(session, scope, key, throttle)
+    """Check the password (and the second factor), throttled as ``auth.throttle`` explains."""
+    address = normalize_email(email)
+    guard = FailureThrottle("login", address or email[:254], client_address, throttle)
+    await guard.check(session)
+    user = None if address is None else await session.scalar(select(User).where(User.email == address))
+    # One hash whatever was found: an unknown email costs what a wrong password costs.
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not password_ok:
+        await guard.failed(session)
         await session.commit()
-        return UserError(
-            message="The email or password is incorrect.", code="INVALID_CREDENTIALS"
+        return INVALID_CREDENTIALS
+    if user.has_two_factor:
+        if not otp:
+            # The password was right: nothing is counted, and the client asks for the code.
+            await session.rollback()
+            return OTP_REQUIRED
+        if not await second_factor_matches(session, user, otp):
+            await guard.failed(session)
+            await session.commit()
+            return INVALID_OTP
+    elif user.staff_role is not None and tunables.staff_require_totp:
+        await session.rollback()
+        return TWO_FACTOR_SETUP_REQUIRED
+    await guard.succeeded(session)
+    known_client = await session.scalar(select(exists().where(
+        UserSession.user_id == user.id, UserSession.client_address == client_address
+    )))
+    tokens = await start_session(
+        session, user=user, client_address=client_address, user_agent=user_agent,
+        settings=sessions,
+    )
+    if not known_client:
+        queue_security_email(
+            session, recipient=user.email, subject="New sign-in to your Linkgate login",
+            body=f"Hello {user.name},\n\nyour Linkgate login was just used to sign in from "
+            f"{client_address} ({user_agent or 'unknown browser'}).\n\nIf that was you, there is "
+            "nothing to do. If not, reset your password at once: every session ends with it.\n",
+            related=("user", user.id),
         )
-    await clear_failures(session, "login:email", email)
     await session.commit()
-    return SignedIn(token=tokens.issue(user_id=user.id, token_version=user.token_version), user=user)
+    return SignedIn(tokens=tokens, user=user)
 
 
 async def sign_up(
@@ -69,9 +135,11 @@ async def sign_up(
     password: str,
     name: str,
     account_name: str,
-    tokens: TokenSettings,
-) -> SignedUp | list[UserError]:
-    """A new customer login owning a new account, signed in at once."""
+    tunables: Tunables,
+) -> list[UserError]:
+    """Starts a sign-up: emails a confirmation link, or, when the email already has a login,
+    a note to its owner. Both answer the same, in the same time; ``confirm_sign_up`` creates
+    the login and its account once the link is followed."""
     checked = {
         "email": clean_email(email),
         "password": clean_password(password),
@@ -81,25 +149,75 @@ async def sign_up(
     errors = [value for value in checked.values() if isinstance(value, UserError)]
     if errors:
         return errors
-    email_value = str(checked["email"])
-    if await session.scalar(select(User.id).where(User.email == email_value)) is not None:
-        return [UserError(
-            message="An account with this email exists; sign in instead.", code="EMAIL_TAKEN",
-            field=["email"],
-        )]
-    user = User(
-        email=email_value, name=str(checked["name"]), password_hash=hash_password(password)
-    )
+    address = str(checked["email"])
+    async with answered_no_sooner_than(tunables.answer_floor_seconds):
+        password_hash = hash_password(password)  # both paths pay for it
+        taken = await session.scalar(select(User.id).where(User.email == address)) is not None
+        if await recent_links(session, purpose=LinkPurpose.SIGN_UP, email=address,
+                              since=timedelta(days=1)) >= MAX_SIGN_UP_MAILS_PER_DAY:
+            return []  # enough mail to that address today; the answer stays the same
+        token = await create_link(
+            session, purpose=LinkPurpose.SIGN_UP, email=address,
+            ttl=timedelta(seconds=tunables.sign_up_ttl_seconds),
+            payload=None if taken else {
+                "name": checked["name"], "password_hash": password_hash,
+                "account_name": checked["accountName"],
+            },
+        )
+        if taken:
+            queue_security_email(
+                session, recipient=address, subject="Someone tried to sign up with your email",
+                body="Hello,\n\nsomeone (perhaps you) tried to create a Linkgate login with this "
+                "email address, which already has one. Nothing was changed.\n\nSign in at "
+                f"{tunables.public_url}/ or, if you forgot your password, reset it at "
+                f"{tunables.public_url}/forgot-password.\n",
+            )
+        else:
+            queue_security_email(
+                session, recipient=address, subject="Confirm your Linkgate sign-up",
+                body=f"Hello {checked['name']},\n\nconfirm your email to create your Linkgate "
+                f"login and the account \"{checked['accountName']}\":\n\n"
+                f"{link_to(tunables.public_url, 'confirm-sign-up', token)}\n\n"
+                f"The link works once, for {tunables.sign_up_ttl_seconds // 3600} hours. "
+                "If you did not sign up, ignore this email.\n",
+            )
+        await session.commit()
+    return []
+
+
+INVALID_SIGN_UP_LINK = UserError(
+    message="This sign-up link is invalid, was already used or has expired; sign up again.",
+    code="INVALID_TOKEN", field=["token"],
+)
+
+
+async def confirm_sign_up(
+    session: AsyncSession, *, token: str, client_address: str, user_agent: str | None,
+    sessions: SessionSettings,
+) -> SignedUp | UserError:
+    """Creates the login and its first account from a followed sign-up link, signed in."""
+    link = await spend_link(session, purpose=LinkPurpose.SIGN_UP, token=token)
+    if link is None or not link.payload:
+        await session.rollback()
+        return INVALID_SIGN_UP_LINK
+    if await session.scalar(select(User.id).where(User.email == link.email)) is not None:
+        # Two sign-ups for one address, both confirmed: the first made the login.
+        await session.commit()
+        return INVALID_SIGN_UP_LINK
+    payload = link.payload
+    user = User(email=link.email, name=payload["name"], password_hash=payload["password_hash"])
     session.add(user)
     await session.flush()
     account, enrollment_token = await create_account(
-        session, owner_id=user.id, name=str(checked["accountName"])
+        session, owner_id=user.id, name=payload["account_name"]
+    )
+    link.payload = None  # the password hash has no business staying here
+    tokens = await start_session(
+        session, user=user, client_address=client_address, user_agent=user_agent,
+        settings=sessions,
     )
     await session.commit()
-    return SignedUp(
-        token=tokens.issue(user_id=user.id, token_version=user.token_version),
-        user=user, account=account, enrollment_token=enrollment_token,
-    )
+    return SignedUp(tokens=tokens, user=user, account=account, enrollment_token=enrollment_token)
 
 
 async def change_password(
@@ -108,9 +226,11 @@ async def change_password(
     user_id: int,
     current_password: str,
     new_password: str,
-    tokens: TokenSettings,
+    client_address: str,
+    user_agent: str | None,
+    sessions: SessionSettings,
 ) -> SignedIn | UserError:
-    """Bumps the token version: every token issued before stops working."""
+    """Ends every session and token (the token version moves on) and starts a new session."""
     user = await session.get(User, user_id)
     if user is None or not verify_password(user.password_hash, current_password):
         return UserError(
@@ -120,7 +240,18 @@ async def change_password(
     checked = clean_password(new_password, field="newPassword")
     if isinstance(checked, UserError):
         return checked
-    user.password_hash = hash_password(checked)
-    user.token_version += 1
+    await set_password(session, user, checked, reason="password_changed")
+    tokens = await start_session(
+        session, user=user, client_address=client_address, user_agent=user_agent,
+        settings=sessions,
+    )
     await session.commit()
-    return SignedIn(token=tokens.issue(user_id=user.id, token_version=user.token_version), user=user)
+    return SignedIn(tokens=tokens, user=user)
+
+
+async def set_password(session: AsyncSession, user: User, password: str, *, reason: str) -> None:
+    """The one way a password changes: every earlier token, link and session stops working."""
+    user.password_hash = hash_password(password)
+    user.token_version += 1
+    await end_all_sessions(session, user_id=user.id, reason=reason)
+    await session.flush()

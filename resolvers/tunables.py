@@ -19,3 +19,11 @@ class Tunables:
     # How long an invoice download link (``Invoice.downloadUrl``) stays valid.
     download_link_ttl_seconds: int = 300
     pages: PageBounds = field(default_factory=PageBounds)
+    # Identity: how long emailed links live, where they point, whether staff need 2FA.
+    invitation_ttl_seconds: int = 7 * 86_400
+    password_reset_ttl_seconds: int = 30 * 60
+    sign_up_ttl_seconds: int = 86_400
+    public_url: str = "http://localhost:8000"
+    staff_require_totp: bool = False
+    # signUp and requestPasswordReset answer no sooner than this (resolvers/timing.py).
+    answer_floor_seconds: float = 0.4

@@ -10,6 +10,7 @@ from strawberry.types import Info as StrawberryInfo
 from auth.errors import Unauthenticated
 from auth.policy import ANONYMOUS_ACCESS, AccessMap, load_access
 from auth.principals import Principal, principal_for
+from auth.sessions import SessionSettings
 from auth.tokens import TokenClaims, TokenSettings
 from auth.throttle import ThrottleSettings
 from resolvers.loaders import Loaders
@@ -25,11 +26,13 @@ class Context:
     loaders: Loaders
     tokens: TokenSettings
     throttle: ThrottleSettings
+    sessions: SessionSettings
     credentials: TokenClaims | None = None
     principal: Principal | None = None
     access: AccessMap = ANONYMOUS_ACCESS
     tunables: Tunables = field(default_factory=Tunables)
     client_address: str = "unknown"
+    user_agent: str | None = None
     request_id: str = "-"
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)

@@ -12,12 +12,13 @@ from schema.account_mutations import AccountMutations
 from schema.billing import BillingMutations
 from schema.contacts import ContactMutations
 from schema.links import LinkMutations
+from schema.sessions import SessionMutations
 from schema.sign_in import SignInMutations
 from schema.sub_accounts import SubAccountMutations
 from schema.tickets import TicketMutations
 
 Mutation = merge_types(
     "Mutation",
-    (SignInMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
+    (SignInMutations, SessionMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
      TicketMutations, BillingMutations),
 )

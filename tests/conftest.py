@@ -67,7 +67,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, secret_key=TEST_SECRET)
+    # No answer floor: the tests of equal timing build an app with the default of their own.
+    return Settings(database_url=database_url, secret_key=TEST_SECRET, answer_floor_seconds=0)
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,11 @@ class GraphQLClient:
     """Posts GraphQL over HTTP to the real Starlette app."""
 
     http: httpx.AsyncClient
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The app's database, for reading what it emailed (the outbox)."""
+        return self.http._transport.app.state.engine  # type: ignore[attr-defined]
 
     async def post(
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,

@@ -5,6 +5,7 @@ Every writing test makes its own, so the demo rows the read-only suites rely on 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.audit import AuditEvent
 from models.database import create_session_factory
+from models.notifications import Notification
 from tests.conftest import GraphQLClient
 
 PASSWORD = "correct horse battery"
 
 SIGN_UP = """
-mutation($input: SignUpInput!) {
-  signUp(input: $input) {
-    token enrollmentToken account { id number name } viewer { user { id email } }
-    userErrors { code }
+mutation($input: SignUpInput!) { signUp(input: $input) { ok userErrors { field message code } } }
+"""
+CONFIRM_SIGN_UP = """
+mutation($input: ConfirmSignUpInput!) {
+  confirmSignUp(input: $input) {
+    token expiresAt refreshToken enrollmentToken account { id number name }
+    viewer { user { id email } } userErrors { field message code }
   }
 }
 """
@@ -75,13 +80,38 @@ class Customer:
     account: AccountRef
 
 
+async def emailed_token(engine: AsyncEngine, recipient: str, path: str) -> str | None:
+    """The token of the newest link to ``path`` emailed to ``recipient`` (read from the outbox,
+    where the delivery worker would pick it up); None if no such mail was queued."""
+    async with create_session_factory(engine)() as session:
+        bodies = (await session.scalars(
+            select(Notification.body).where(Notification.recipient == recipient.lower())
+            .order_by(Notification.id.desc())
+        )).all()
+    for body in bodies:
+        found = re.search(rf"/{re.escape(path)}#token=([A-Za-z0-9_-]+)", body)
+        if found:
+            return found.group(1)
+    return None
+
+
+async def sign_up_and_confirm(gql: GraphQLClient, **fields: str) -> dict[str, Any]:
+    """signUp, then confirmSignUp with the link it emailed; the confirmation's payload."""
+    values = {"email": unique_email("owner"), "password": PASSWORD, "name": "Owen Owner",
+              "accountName": "Test Holdings", **fields}
+    result = await gql.execute(SIGN_UP, {"input": values})
+    assert result["data"]["signUp"] == {"ok": True, "userErrors": []}, result
+    token = await emailed_token(gql.engine, values["email"], "confirm-sign-up")
+    assert token, f"no sign-up link was emailed to {values['email']}"
+    confirmed = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}})
+    payload = confirmed["data"]["confirmSignUp"]
+    assert payload["userErrors"] == [], payload
+    return payload
+
+
 async def new_customer(gql: GraphQLClient, account_name: str = "Test Holdings") -> Customer:
     email = unique_email("owner")
-    result = await gql.execute(SIGN_UP, {"input": {
-        "email": email, "password": PASSWORD, "name": "Owen Owner", "accountName": account_name,
-    }})
-    payload = result["data"]["signUp"]
-    assert payload["userErrors"] == [], payload
+    payload = await sign_up_and_confirm(gql, email=email, accountName=account_name)
     account = payload["account"]
     return Customer(
         email=email, token=payload["token"], user_id=payload["viewer"]["user"]["id"],
