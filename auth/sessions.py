@@ -78,6 +78,21 @@ async def start_session(
     return await _issue(session, row, user, settings, now)
 
 
+async def open_session_for(
+    session: AsyncSession, *, user_id: int, settings: SessionSettings, client_address: str
+) -> IssuedTokens:
+    """A session for a user known by id, committed: for tools that act as a user (the
+    benchmarks, the tests); people sign in through ``resolvers.sign_in``."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise LookupError(f"no user {user_id}")
+    issued = await start_session(
+        session, user=user, client_address=client_address, user_agent=None, settings=settings
+    )
+    await session.commit()
+    return issued
+
+
 async def refresh_session(
     session: AsyncSession, *, refresh_token: str, settings: SessionSettings
 ) -> IssuedTokens | None:

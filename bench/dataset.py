@@ -26,9 +26,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import JSON, Table, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from auth.permissions import Permission
+from auth.sessions import SessionSettings, open_session_for
+from auth.tokens import TokenSettings
 from models.base import Base, StringList
 from models.database import scratch_database
 
@@ -86,6 +88,17 @@ query AccountHeader($number: String!) {
 """
 
 # --------------------------------------------------------------------------- database
+
+
+async def bench_token(engine: AsyncEngine, secret: str, user_id: int) -> str:
+    """A bearer token for a seeded user, with a real session row as every sign-in has, so
+    each request pays the same authentication a customer's does."""
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        issued = await open_session_for(
+            session, user_id=user_id, settings=SessionSettings(TokenSettings(secret=secret)),
+            client_address="bench",
+        )
+    return issued.access_token
 
 
 @contextlib.contextmanager

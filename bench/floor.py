@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from auth.tokens import TokenSettings
 from bench.dataset import (
-    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, python_calls, seed, temporary_database,
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, bench_token, python_calls, seed,
+    temporary_database,
 )
 from bench.handwritten import create_handwritten_app
 from linkgate.app import create_app
@@ -68,8 +68,7 @@ async def run(url: str, requests: int) -> None:
     seeded = await seed(engine, DashboardShape(accounts=50, invoices=20, tickets=12))
     secret = secrets.token_urlsafe(48)
     settings = Settings(database_url=url, secret_key=secret, max_query_cost=MAX_QUERY_COST)
-    headers = {"authorization": "Bearer " + TokenSettings(secret=secret).issue(
-        user_id=seeded.owner_id, token_version=1)}
+    headers = {"authorization": "Bearer " + await bench_token(engine, secret, seeded.owner_id)}
     gateway_app = create_app(settings, engine=engine)
     floor_app = create_handwritten_app(settings, engine=engine)
     async with (

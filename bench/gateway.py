@@ -42,10 +42,9 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.tokens import TokenSettings
 from bench.dataset import (
     ACCOUNT_HEADER, DASHBOARD, MAX_QUERY_COST, BackgroundShape, DashboardShape, Seeded,
-    asgi_client, seed, temporary_database,
+    asgi_client, bench_token, seed, temporary_database,
 )
 from bench.handwritten import create_handwritten_app
 from linkgate.app import create_app
@@ -371,12 +370,11 @@ async def run(databases: Databases, options: Options) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
     settings = Settings(database_url=databases.large, secret_key=secret,
                         max_query_cost=MAX_QUERY_COST)
-    token = TokenSettings(secret=secret).issue(user_id=databases.seeded.owner_id, token_version=1)
-    dashboard = graphql_request(DASHBOARD, {"first": FIRST}, token)
-    header = graphql_request(ACCOUNT_HEADER, {"number": databases.seeded.header_number}, token)
-
     engine = create_engine(databases.large)
     try:
+        token = await bench_token(engine, secret, databases.seeded.owner_id)
+        dashboard = graphql_request(DASHBOARD, {"first": FIRST}, token)
+        header = graphql_request(ACCOUNT_HEADER, {"number": databases.seeded.header_number}, token)
         in_process = await measure_in_process(engine, settings, token, header, dashboard, options)
     finally:
         await engine.dispose()

@@ -31,9 +31,8 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.tokens import TokenSettings
 from bench.dataset import (
-    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, python_calls, seed,
+    DASHBOARD, MAX_QUERY_COST, DashboardShape, asgi_client, bench_token, python_calls, seed,
     temporary_database,
 )
 from linkgate.app import create_app
@@ -174,15 +173,14 @@ async def run(url: str, options: Options) -> int:
 
         secret = secrets.token_urlsafe(48)
         settings = Settings(database_url=url, secret_key=secret, max_query_cost=MAX_QUERY_COST)
-        tokens = TokenSettings(secret=secret)
         apps = {
             mode: create_app(settings, engine=engine, enforce_permissions=mode)
             for mode in (True, False)
         }
         async with asgi_client(apps[True]) as on_http, asgi_client(apps[False]) as off_http:
             return await _report(engine, options, seed_seconds, on_http, off_http, {
-                "owner": tokens.issue(user_id=seeded.owner_id, token_version=1),
-                "sub-account": tokens.issue(user_id=seeded.sub_account_id, token_version=1),
+                "owner": await bench_token(engine, secret, seeded.owner_id),
+                "sub-account": await bench_token(engine, secret, seeded.sub_account_id),
             })
     finally:
         await engine.dispose()

@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from auth.tokens import TokenSettings
-from bench.dataset import asgi_client, temporary_database
+from bench.dataset import asgi_client, bench_token, temporary_database
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
@@ -155,9 +154,9 @@ async def run(url: str, options: Options) -> int:
     owner_id, ids = await _seed(url, options.accounts)
     secret = secrets.token_urlsafe(48)
     settings = Settings(database_url=url, secret_key=secret)
-    token = TokenSettings(secret=secret).issue(user_id=owner_id, token_version=1)
     rng = random.Random(7)
     engine = create_engine(url)
+    token = await bench_token(engine, secret, owner_id)
     app = create_app(settings, engine=engine)
     try:
         async with asgi_client(app) as http:

@@ -12,18 +12,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.tokens import TokenSettings
 from models import (
     Account, CreditLedgerEntry, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod,
     Membership, StaffRole, User,
 )
 from models.database import create_session_factory
 from schema.relay import encode_global_id
-from tests.conftest import TEST_SECRET
-
-
-def token_for(user_id: int, version: int = 1) -> str:
-    return TokenSettings(secret=TEST_SECRET).issue(user_id=user_id, token_version=version)
+from tests.conftest import token_for_user
 
 
 @dataclass
@@ -45,7 +40,7 @@ async def new_user(engine: AsyncEngine, *, role: StaffRole | None = None, tag: s
                     staff_role=role, token_version=1)
         session.add(user)
         await session.commit()
-        return user.id, email, token_for(user.id)
+    return user.id, email, await token_for_user(engine, user.id)
 
 
 async def seeded_customer(

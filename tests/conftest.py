@@ -7,6 +7,7 @@ never see each other's rows. Tests that write use their own new users and accoun
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.sessions import SessionSettings, open_session_for
+from auth.tokens import TokenSettings
 from linkgate.app import create_app
 from linkgate.demo import DEMO_PASSWORD, seed_demo
 from linkgate.migrations import upgrade_database
@@ -81,10 +84,14 @@ class GraphQLClient:
     """Posts GraphQL over HTTP to the real Starlette app."""
 
     http: httpx.AsyncClient
+    # The database behind the server, when it is not an in-process app (a real uvicorn).
+    database: AsyncEngine | None = None
 
     @property
     def engine(self) -> AsyncEngine:
-        """The app's database, for reading what it emailed (the outbox)."""
+        """The server's database, for reading what it emailed (the outbox)."""
+        if self.database is not None:
+            return self.database
         return self.http._transport.app.state.engine  # type: ignore[attr-defined]
 
     async def post(
@@ -97,7 +104,10 @@ class GraphQLClient:
             body["variables"] = variables
         if operation_name is not None:
             body["operationName"] = operation_name
-        return await self.http.post("/graphql", json=body, headers=headers)
+        # ASCII JSON, as browsers send it: a lone surrogate travels as its \ud800 escape.
+        return await self.http.post(
+            "/graphql", content=json.dumps(body), headers={**headers, "content-type": "application/json"},
+        )
 
     async def execute(
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
@@ -119,6 +129,17 @@ class GraphQLClient:
 def client_for(app: Any, address: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://linkgate.test")
+
+
+async def token_for_user(engine: AsyncEngine, user_id: int) -> str:
+    """A bearer token for a user the test wrote to the database: a real session row, so
+    logout and revocation apply to it as to any sign-in."""
+    async with create_session_factory(engine)() as session:
+        issued = await open_session_for(
+            session, user_id=user_id, settings=SessionSettings(TokenSettings(secret=TEST_SECRET)),
+            client_address="test",
+        )
+    return issued.access_token
 
 
 @pytest.fixture(scope="session")

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.tokens import TokenSettings
 from models import (
     Account, AuthorKind, Contact, CreditLedgerEntry, Department, Invoice, InvoiceLine,
     InvoiceStatus, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod, Service,
     Ticket, TicketMessage, User,
 )
 from models.database import create_session_factory
-from tests.conftest import TEST_SECRET, GraphQLClient
+from tests.conftest import GraphQLClient, token_for_user
 
 DASHBOARD = """
 query($first: Int!) {
@@ -84,7 +83,7 @@ async def _owner_with_accounts(engine: AsyncEngine, count: int) -> str:
                     for _ in range(2)
                 ])
         await session.commit()
-        return TokenSettings(secret=TEST_SECRET).issue(user_id=owner.id, token_version=1)
+    return await token_for_user(engine, owner.id)
 
 
 def _children(session: Any, account: Account, tag: str) -> None:

@@ -55,6 +55,7 @@ async def test_a_broken_database_answers_masked_json(tmp_path: Path) -> None:
 
 
 def _token() -> str:
+    """A well-signed token: only the database behind it is missing."""
     from auth.tokens import TokenSettings
 
-    return TokenSettings(secret=TEST_SECRET).issue(user_id=1, token_version=1)
+    return TokenSettings(secret=TEST_SECRET).issue(user_id=1, token_version=1, session_id=1)

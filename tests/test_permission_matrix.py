@@ -32,7 +32,6 @@ from auth.errors import NotFound, PermissionDenied
 from auth.permissions import STAFF_PERMISSIONS, Permission, sorted_permissions
 from auth.policy import AccessMap, GroupMembership, compute_effective, load_access
 from auth.principals import Principal
-from auth.tokens import TokenSettings
 from linkgate.demo import BILL, CONTOSO, DEV, HEAD_OFFICE, LABS, LOGISTICS, RETAIL
 from models.accounts import Account as AccountRow
 from models.accounts import Membership
@@ -47,7 +46,7 @@ from schema.credits import CreditLedgerEntry
 from schema.directives import GuardObjects
 from schema.enums import LedgerEntryKind
 from schema.relay import Connection, Edge, PageInfo
-from tests.conftest import TEST_SECRET, GraphQLClient
+from tests.conftest import GraphQLClient, token_for_user
 from tests.test_deny_by_default import data_type, edge_node_type, requires_of
 
 # --- what the schema says is gated ---------------------------------------------------------
@@ -243,7 +242,6 @@ async def _collect_objects(gql: GraphQLClient, world: World, owner_tokens: dict[
 async def world(engine: AsyncEngine, gql: GraphQLClient, tokens: dict[str, str]) -> AsyncIterator[World]:
     tag = uuid.uuid4().hex
     sessions = create_session_factory(engine)
-    settings = TokenSettings(secret=TEST_SECRET)
     async with sessions() as session:
         rows = (await session.execute(select(AccountRow.number, AccountRow.id)
                                       .where(AccountRow.number.in_(TARGETS.values())))).all()
@@ -274,7 +272,7 @@ async def world(engine: AsyncEngine, gql: GraphQLClient, tokens: dict[str, str])
     world = World(
         account_ids=account_ids, groups=groups, access=access,
         users={persona: (user.id, user.staff_role) for persona, user in users.items()},
-        tokens={persona: settings.issue(user_id=user.id, token_version=1) for persona, user in users.items()},
+        tokens={persona: await token_for_user(engine, user.id) for persona, user in users.items()},
     )
     try:
         await _collect_objects(gql, world, tokens)
@@ -614,7 +612,7 @@ async def retail_only_token(engine: AsyncEngine) -> AsyncIterator[str]:
         session.add(Membership(user_id=user.id, account_id=retail, permissions=["INVOICES_READ"]))
         await session.commit()
     try:
-        yield TokenSettings(secret=TEST_SECRET).issue(user_id=user.id, token_version=1)
+        yield await token_for_user(engine, user.id)
     finally:
         async with sessions() as session:
             await session.execute(delete(Membership).where(Membership.user_id == user.id))

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.permissions import Permission
-from auth.tokens import TokenSettings
 from linkgate.app import create_app
 from linkgate.settings import Settings
 from models import (
@@ -24,7 +23,7 @@ from models import (
     Membership, User,
 )
 from models.database import create_session_factory
-from tests.conftest import TEST_SECRET, GraphQLClient, client_for
+from tests.conftest import GraphQLClient, client_for, token_for_user
 
 INVOICES = """
 query($number: String!) {
@@ -45,10 +44,6 @@ class Billed:
     number: str
     owner_token: str
     sub_account_token: str  # INVOICES_READ on the head account only; it reaches us via BILLING
-
-
-def _token(user_id: int) -> str:
-    return TokenSettings(secret=TEST_SECRET).issue(user_id=user_id, token_version=1)
 
 
 def _user(tag: str, role: str) -> User:
@@ -108,7 +103,8 @@ async def _billed_account(engine: AsyncEngine, invoice_count: int) -> Billed:
             for line in range(1 + index % 2)
         ])
         await session.commit()
-        return Billed(member.number, _token(owner.id), _token(clerk.id))
+    return Billed(member.number, await token_for_user(engine, owner.id),
+                  await token_for_user(engine, clerk.id))
 
 
 async def _count(gql: GraphQLClient, count_statements: Any, number: str, token: str) -> tuple[int, int]:
