@@ -28,6 +28,7 @@ from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.user_errors import UserError
+from resolvers.validation import normalize_email
 
 MAX_FRIENDLY_NAME = 100
 
@@ -89,7 +90,8 @@ async def _proven_account(session: AsyncSession, proof: Proof) -> tuple[Account 
             proof.enrollment_token, account.enrollment_token_hash if account else _NO_TOKEN_HASH
         )
         return (account if matches and account else None), LinkMethod.ENROLLMENT_TOKEN
-    owner = await session.scalar(select(User).where(User.email == proof.email.strip().lower()))
+    email = normalize_email(proof.email)
+    owner = None if email is None else await session.scalar(select(User).where(User.email == email))
     # The password is checked even when the rest is wrong, so every failure costs the same.
     password_ok = verify_password(owner.password_hash if owner else None, proof.password)
     proven = account is not None and owner is not None and password_ok and account.owner_id == owner.id

@@ -16,11 +16,11 @@ from models.identity import LinkPurpose
 from models.users import User
 from resolvers.emailed_links import create_link, recent_links, retire_links, spend_link
 from resolvers.outbox import link_to, queue_security_email
-from resolvers.sign_in import normalize_email, set_password
+from resolvers.sign_in import set_password
 from resolvers.timing import answered_no_sooner_than
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_password
+from resolvers.validation import clean_password, normalize_email
 
 MAX_RESET_MAILS_PER_HOUR = 3
 INVALID_RESET_LINK = UserError(

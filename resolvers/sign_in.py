@@ -26,7 +26,9 @@ from resolvers.timing import answered_no_sooner_than
 from resolvers.tunables import Tunables
 from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_account_name, clean_email, clean_password, clean_person_name
+from resolvers.validation import (
+    clean_account_name, clean_email, clean_password, clean_person_name, normalize_email,
+)
 
 INVALID_CREDENTIALS = UserError(
     message="The email or password is incorrect.", code="INVALID_CREDENTIALS"
@@ -59,18 +61,6 @@ class SignedUp:
     user: User
     account: Account
     enrollment_token: str
-
-
-def normalize_email(email: str) -> str | None:
-    """The stored form of an email typed at sign-in; None if no stored email could be it."""
-    email = email.strip().lower()
-    if not email or len(email) > 254 or "\x00" in email:
-        return None
-    try:
-        email.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
-        return None
-    return email
 
 
 async def login(

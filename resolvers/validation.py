@@ -21,6 +21,20 @@ def clean_email(value: str, field: str = "email") -> str | UserError:
     return checked.normalized.lower()
 
 
+def normalize_email(email: str) -> str | None:
+    """The stored form of an email typed to find a login (sign-in, reset, link proofs): no
+    validation, since a wrong answer must look like any other; None if no stored email
+    could be it (so no query runs with a NUL or a lone surrogate in it)."""
+    email = email.strip().lower()
+    if not email or len(email) > 254 or "\x00" in email:
+        return None
+    try:
+        email.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return email
+
+
 def clean_email_list(
     values: list[str], *, field: str, maximum: int, too_many_code: str, noun: str
 ) -> list[str] | list[UserError]:

@@ -230,7 +230,7 @@ class LinkMutations:
         resolver=link_account,
         description="Link an account you prove control of into the group of `kind` headed by "
         "`headAccountId` (LINKS_MANAGE there, and BILLING_MANAGE for BILLING). Wrong proofs "
-        "are throttled per user and per account.",
+        "are throttled as sign-ins are: per (account, user), per user, and per account.",
     )
     unlink_account: UnlinkAccountPayload = strawberry.mutation(
         resolver=unlink_account,

@@ -15,9 +15,9 @@ from models.accounts import Account, AccountStatus
 from models.audit import AuditEvent
 from models.database import create_session_factory
 from models.links import LinkKind, LinkMember, LinkMethod
-from models.throttle import ThrottleBucket
 from schema.relay import decode_global_id
-from tests.conftest import GraphQLClient
+from linkgate.app import create_app
+from tests.conftest import GraphQLClient, client_for
 from tests.customers import (
     PASSWORD, Customer, audit_actions, count_rows, new_customer, new_sub_account, permissions_on,
     register,
@@ -294,9 +294,12 @@ async def test_exactly_one_proof_is_required(gql: GraphQLClient) -> None:
     assert codes(none["data"]["linkAccount"]) == codes(both["data"]["linkAccount"]) == ["PROOF_REQUIRED"]
 
 
-async def test_wrong_proofs_are_throttled_per_user_and_per_target(
+async def test_wrong_proofs_lock_out_the_guesser_not_the_account(
     gql: GraphQLClient, engine: AsyncEngine, settings: Any
 ) -> None:
+    """Link proofs are throttled as sign-ins are (auth/throttle.py): per (account, user), per
+    user, per account. A guesser blocks itself for that account; the account's owner, and the
+    guesser's own other links, are not affected."""
     attacker = await new_customer(gql)
     victim = await new_customer(gql, "Victim Ltd")
     spare = await register(gql, attacker.token, "Spare")
@@ -304,22 +307,43 @@ async def test_wrong_proofs_are_throttled_per_user_and_per_target(
     for _ in range(settings.login_max_failures):
         result = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT", wrong)
         assert codes(result["data"]["linkAccount"]) == ["INVALID_PROOF"]
-    # Blocked now, even with the right token...
+    # Blocked now for that account, even with the right token...
     right = by_enrollment(victim.account.number, victim.account.enrollment_token)
     blocked = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT", right)
     assert error_codes(blocked) == ["RATE_LIMITED"] and blocked["data"] is None
     assert blocked["errors"][0]["extensions"]["retryAfter"] > 0
-    # ...per user: the attacker cannot link even its own spare account now...
+    assert await link_rows(engine, victim.account.number) == 0
+    # ...but not for its own spare account...
     own = await link(gql, attacker.token, attacker.account.id, "MANAGEMENT",
                      by_enrollment(spare.number, spare.enrollment_token))
-    assert error_codes(own) == ["RATE_LIMITED"]
-    # ...and per target: another caller with the right token waits too.
+    assert own["data"]["linkAccount"]["userErrors"] == []
+    # ...and whoever really holds the token links the account as usual.
     other = await new_customer(gql)
     target = await link(gql, other.token, other.account.id, "MANAGEMENT", right)
-    assert error_codes(target) == ["RATE_LIMITED"]
-    assert await link_rows(engine, victim.account.number) == 0
-    assert await count_rows(engine, ThrottleBucket, ThrottleBucket.scope == "link:account",
-                            ThrottleBucket.key == victim.account.number) == 1
+    assert target["data"]["linkAccount"]["userErrors"] == []
+    assert await link_rows(engine, victim.account.number) == 1
+
+
+async def test_guessing_proofs_for_many_accounts_blocks_the_user(
+    gql: GraphQLClient, engine: AsyncEngine, settings: Any
+) -> None:
+    app = create_app(settings.model_copy(update={"login_client_max_failures": 4}), engine=engine)
+    async with client_for(app, "10.70.0.1") as http:
+        client = GraphQLClient(http)
+        sprayer = await new_customer(client)
+        spare = await register(client, sprayer.token, "Spare")
+        answers = [
+            error_codes(result) or codes(result["data"]["linkAccount"])
+            for result in [
+                await link(client, sprayer.token, sprayer.account.id, "MANAGEMENT",
+                           by_enrollment(f"ACC-99{n:07d}", "ENR-guess"))
+                for n in range(5)
+            ]
+        ]
+        assert answers == [["INVALID_PROOF"]] * 4 + [["RATE_LIMITED"]]
+        own = await link(client, sprayer.token, sprayer.account.id, "MANAGEMENT",
+                         by_enrollment(spare.number, spare.enrollment_token))
+        assert error_codes(own) == ["RATE_LIMITED"]
 
 
 # --- who may link and unlink -----------------------------------------------------------------
