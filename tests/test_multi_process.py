@@ -149,3 +149,43 @@ async def test_login_throttle_counts_across_processes(two_servers: list[str], en
     finally:
         for http in [*https, *elsewhere]:
             await http.aclose()
+
+
+REFRESH = """
+mutation($input: RefreshSessionInput!) { refreshSession(input: $input) { token refreshToken userErrors { code } } }
+"""
+SESSION_LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token refreshToken } }"
+
+
+async def test_sessions_hold_across_processes(two_servers: list[str], engine: AsyncEngine) -> None:
+    """A refresh token raced through two processes is spent once and ends its session; a
+    logout through one process ends the session in the other at once."""
+    https = await _clients(two_servers, source="127.0.0.79")
+    try:
+        first, second = (GraphQLClient(http, engine) for http in https)
+        owner = await new_customer(first, "Sessions Across")
+        for _ in range(5):
+            session = (await first.execute(
+                SESSION_LOGIN, {"input": {"email": owner.email, "password": PASSWORD}}))["data"]["login"]
+            results = await asyncio.gather(*(
+                client.execute(REFRESH, {"input": {"refreshToken": session["refreshToken"]}})
+                for client in (first, second)
+            ))
+            payloads = [result["data"]["refreshSession"] for result in results]
+            winners = [payload for payload in payloads if payload["token"]]
+            assert len(winners) <= 1, payloads
+            assert [payload["userErrors"] for payload in payloads if not payload["token"]] == \
+                [[{"code": "INVALID_TOKEN"}]] * (2 - len(winners))
+            for winner in winners:  # the session is gone on both processes
+                for client in (first, second):
+                    response = await client.post("{ viewer { user { email } } }", token=winner["token"])
+                    assert response.status_code == 401
+
+        session = (await first.execute(
+            SESSION_LOGIN, {"input": {"email": owner.email, "password": PASSWORD}}))["data"]["login"]
+        assert (await second.post("{ viewer { user { email } } }", token=session["token"])).status_code == 200
+        await first.execute("mutation { logout { ok } }", token=session["token"])
+        assert (await second.post("{ viewer { user { email } } }", token=session["token"])).status_code == 401
+    finally:
+        for http in https:
+            await http.aclose()
