@@ -56,9 +56,11 @@ def _schema(connection: Connection) -> dict[str, Any]:
     schema: dict[str, Any] = {}
     for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
         schema[table] = {
-            "columns": [
+            # Sorted: a later migration appends columns where create_all would put them in
+            # declaration order, and the order of columns is not part of the schema.
+            "columns": sorted(
                 (c["name"], repr(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
-            ],
+            ),
             "primary_key": inspector.get_pk_constraint(table),
             "foreign_keys": sorted(
                 (fk["name"], fk["constrained_columns"], fk["referred_table"],
@@ -128,4 +130,47 @@ def test_percent_in_url_survives_the_config(tmp_path: Any) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / '100%25.db'}"
     assert alembic_config(url).get_main_option("sqlalchemy.url") == url
     upgrade_database(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def test_identity_migration_keeps_every_sub_account(database_urls: list[str]) -> None:
+    """0002 (invitations, sessions, two-factor) on a database with data from 0001: every user,
+    membership and activated contact is still there, unchanged."""
+    url = database_urls[0]
+    upgrade_database(url, "0001")
+    now = "2026-11-01 10:00:00"
+    rows = [
+        f"INSERT INTO users (id, email, name, password_hash, token_version, created_at) VALUES "
+        f"(1, 'owner@mig.example', 'Owner', 'x', 1, '{now}'), (2, 'sub@mig.example', 'Sub', 'y', 3, '{now}')",
+        f"INSERT INTO accounts (id, number, name, status, owner_id, credit_balance, enrollment_token_hash, created_at) "
+        f"VALUES (1, 'ACC-1', 'Migrated', 'ACTIVE', 1, 0, 'h', '{now}')",
+        f"INSERT INTO memberships (id, user_id, account_id, permissions, created_at) "
+        f"VALUES (1, 2, 1, '[\"INVOICES_READ\"]', '{now}')",
+        f"INSERT INTO contacts (id, account_id, name, email, is_support_contact, is_billing_contact, "
+        f"email_preferences, user_id, created_at) VALUES (1, 1, 'Sub', 'sub@mig.example', false, false, '[]', 2, '{now}')",
+    ]
+
+    def seed(connection: Connection) -> None:
+        from sqlalchemy import text
+
+        for statement in rows:
+            connection.execute(text(statement))
+
+    def read(connection: Connection) -> Any:
+        from sqlalchemy import text
+
+        return (
+            connection.execute(text("SELECT user_id, account_id, permissions FROM memberships")).all(),
+            connection.execute(text("SELECT id, user_id FROM contacts")).all(),
+            connection.execute(text("SELECT id, token_version, totp_enabled_at FROM users ORDER BY id")).all(),
+            connection.execute(text("SELECT count(*) FROM invitations")).scalar(),
+        )
+
+    _run_sync(url, seed)
+    upgrade_database(url)
+    memberships, contacts, users, invitations = _run_sync(url, read)
+    assert [(m[0], m[1]) for m in memberships] == [(2, 1)]
+    assert "INVOICES_READ" in str(memberships[0][2])
+    assert [tuple(c) for c in contacts] == [(1, 2)]
+    assert [tuple(u) for u in users] == [(1, 1, None), (2, 3, None)]
+    assert invitations == 0
