@@ -19,7 +19,8 @@ be turned against users"):
 The identity is an email (sign-in) or an account number (link proofs); the client is the
 caller's address (``linkgate.client_address``) or, for signed-in callers, the user. Counters
 live in ``throttle_buckets`` so every replica sees the same state; every count is one atomic
-upsert. A blocked attempt is refused before any password is checked and counts nothing.
+upsert. An attempt is counted before its secret is checked and forgiven if it was right
+(``attempt``, ``succeeded``); a refused attempt counts nothing.
 """
 
 from __future__ import annotations
@@ -64,9 +65,60 @@ class FailureThrottle:
             (f"{self.kind}:identity", digest(self.identity)),
         ]
 
-    async def check(self, session: AsyncSession, *, now: datetime | None = None) -> None:
-        """Raise ``RateLimited`` (with seconds to wait) if any bucket is blocked."""
+    async def attempt(self, session: AsyncSession, *, now: datetime | None = None) -> None:
+        """Count this attempt as a failure *before* the secret is checked, or raise
+        ``RateLimited`` (with seconds to wait) and count nothing.
+
+        Counting first closes the race where many parallel guesses all pass a check before
+        any of them is counted: each one's count comes back from the same atomic upsert, so
+        only the first ``max_failures`` get through. The caller commits before the slow part
+        (a password hash), so other replicas see the count, and calls ``succeeded`` if the
+        secret was right.
+        """
         now = now or utcnow()
+        await self._refuse_if_blocked(session, now)
+        settings = self.settings
+        pair, client, identity = self._buckets()
+        over = [
+            await _count(session, pair, now, settings.window, settings.max_failures, growing=False)
+            > settings.max_failures,
+            await _count(session, client, now, settings.window, settings.client_max_failures,
+                         growing=False) > settings.client_max_failures,
+        ]
+        await _count(session, identity, now, settings.window, settings.identity_max_failures,
+                      growing=True)
+        if any(over):
+            raise RateLimited(
+                f"Too many failed attempts; try again in {int(settings.window.total_seconds())} "
+                "seconds.", retryAfter=int(settings.window.total_seconds()),
+            )
+
+    async def succeeded(self, session: AsyncSession) -> None:
+        """The right secret: this attempt was no failure. The pair's failures are forgiven
+        (the client proved it knows the secret); the client's and the identity's lose only
+        this attempt (a success says nothing about the other attempts)."""
+        settings = self.settings
+        pair, client, identity = self._buckets()
+        await session.execute(
+            update(ThrottleBucket)
+            .where(ThrottleBucket.scope == pair[0], ThrottleBucket.key == pair[1])
+            .values(failures=0, blocked_until=None)
+        )
+        for (scope, key), limit in ((client, settings.client_max_failures),
+                                    (identity, settings.identity_max_failures)):
+            table = ThrottleBucket.__table__.c
+            await session.execute(
+                update(ThrottleBucket)
+                .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
+                .values(
+                    failures=case((table.failures > 0, table.failures - 1), else_=0),
+                    # A block this very attempt set is lifted; one set by earlier failures stays.
+                    blocked_until=case((table.failures - 1 < limit, None),
+                                       else_=table.blocked_until),
+                )
+            )
+
+    async def _refuse_if_blocked(self, session: AsyncSession, now: datetime) -> None:
         rows = await session.execute(
             select(ThrottleBucket.blocked_until).where(
                 ThrottleBucket.blocked_until > now,
@@ -84,32 +136,14 @@ class FailureThrottle:
                 retryAfter=retry_after,
             )
 
-    async def failed(self, session: AsyncSession, *, now: datetime | None = None) -> None:
-        """Count one failure in every bucket (the caller commits)."""
-        now = now or utcnow()
-        pair, client, identity = self._buckets()
-        settings = self.settings
-        await _count(session, pair, now, settings.window, settings.max_failures, growing=False)
-        await _count(session, client, now, settings.window, settings.client_max_failures, growing=False)
-        await _count(session, identity, now, settings.window, settings.identity_max_failures, growing=True)
-
-    async def succeeded(self, session: AsyncSession) -> None:
-        """The right secret from this client: its own failures are forgiven. The client's and
-        the identity's counters stand (a success proves nothing about the other attempts)."""
-        scope, key = self._buckets()[0]
-        await session.execute(
-            update(ThrottleBucket)
-            .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
-            .values(failures=0, blocked_until=None)
-        )
-
 
 async def _count(
     session: AsyncSession, bucket: tuple[str, str], now: datetime, window: timedelta,
     limit: int, *, growing: bool,
-) -> None:
+) -> int:
     """One failure, atomically (an upsert, so concurrent replicas never lose a count); at the
-    limit the bucket blocks for the window, or (``growing``) for 2^(failures - limit) seconds."""
+    limit the bucket blocks for the window, or (``growing``) for 2^(failures - limit) seconds.
+    Returns the bucket's failures, this one included."""
     scope, key = bucket
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -126,9 +160,9 @@ async def _count(
             ),
         },
     ).returning(ThrottleBucket.failures)
-    failures = (await session.execute(statement)).scalar_one()
+    failures = int((await session.execute(statement)).scalar_one())
     if failures < limit:
-        return
+        return failures
     delay = window
     if growing:
         exponent = min(failures - limit, 30)
@@ -138,3 +172,4 @@ async def _count(
         .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
         .values(blocked_until=now + delay)
     )
+    return failures

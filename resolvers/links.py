@@ -142,11 +142,10 @@ async def link_account(
             field=["accountNumber"],
         )
     guard = proof_throttle(principal, number, throttle)
-    await guard.check(session)
+    await guard.attempt(session)
     target, method = await _proven_account(session, proof)
     if target is None:
-        await guard.failed(session)
-        await session.commit()
+        await session.commit()  # the attempt stays counted
         return INVALID_PROOF
     await guard.succeeded(session)
     if AccountStatus.CLOSED in (head.status, target.status):

@@ -78,25 +78,25 @@ async def login(
     """Check the password (and the second factor), throttled as ``auth.throttle`` explains."""
     address = normalize_email(email)
     guard = FailureThrottle("login", address or email[:254], client_address, throttle)
-    await guard.check(session)
+    await guard.attempt(session)
+    await session.commit()  # counted before the slow hash: parallel guesses see it
     user = None if address is None else await session.scalar(select(User).where(User.email == address))
     # One hash whatever was found: an unknown email costs what a wrong password costs.
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok:
-        await guard.failed(session)
-        await session.commit()
-        return INVALID_CREDENTIALS
+        return INVALID_CREDENTIALS  # the attempt stays counted
     if user.has_two_factor:
         if not otp:
-            # The password was right: nothing is counted, and the client asks for the code.
-            await session.rollback()
+            # The password was right: no failure, and the client asks for the code.
+            await guard.succeeded(session)
+            await session.commit()
             return OTP_REQUIRED
         if not await second_factor_matches(session, user, otp):
-            await guard.failed(session)
             await session.commit()
             return INVALID_OTP
     elif user.staff_role is not None and tunables.staff_require_totp:
-        await session.rollback()
+        await guard.succeeded(session)
+        await session.commit()
         return TWO_FACTOR_SETUP_REQUIRED
     await guard.succeeded(session)
     known_client = await session.scalar(select(exists().where(

@@ -21,16 +21,21 @@ def clean_email(value: str, field: str = "email") -> str | UserError:
     return checked.normalized.lower()
 
 
+def is_text(value: str) -> bool:
+    """False for a string with a lone surrogate (JSON can carry one; UTF-8 cannot)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize_email(email: str) -> str | None:
     """The stored form of an email typed to find a login (sign-in, reset, link proofs): no
     validation, since a wrong answer must look like any other; None if no stored email
     could be it (so no query runs with a NUL or a lone surrogate in it)."""
     email = email.strip().lower()
-    if not email or len(email) > 254 or "\x00" in email:
-        return None
-    try:
-        email.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
+    if not email or len(email) > 254 or "\x00" in email or not is_text(email):
         return None
     return email
 
@@ -55,6 +60,12 @@ def clean_email_list(
 
 
 def clean_password(value: str, field: str = "password") -> str | UserError:
+    """8–256 characters of text: a NUL or a lone surrogate is no character a person types."""
+    if "\x00" in value or not is_text(value):
+        return UserError(
+            message="The password contains a character that cannot be typed.",
+            code="PASSWORD_INVALID", field=[field],
+        )
     if len(value) < MIN_PASSWORD_LENGTH:
         return UserError(
             message=f"Use at least {MIN_PASSWORD_LENGTH} characters.", code="PASSWORD_TOO_SHORT",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import Message
 from typing import Any
 
@@ -66,7 +66,7 @@ def token_of(link: str) -> str:
 
 
 async def test_sign_up_and_password_reset_links_arrive_by_smtp_and_work_once(
-    own_app: tuple[Any, AsyncEngine], mailbox: tuple[Mailbox, int]
+    own_app: tuple[Any, AsyncEngine], mailbox: tuple[Mailbox, int],  # noqa: F811
 ) -> None:
     app, engine = own_app
     sink, port = mailbox

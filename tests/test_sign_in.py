@@ -373,3 +373,32 @@ async def test_a_new_client_gets_a_sign_in_alert(app: Any, gql: GraphQLClient, e
     alerts = (await mails_to(engine, owner.email))[before:]
     assert [mail.subject for mail in alerts] == ["New sign-in to your Linkgate login"]
     assert "10.8.0.1" in alerts[0].body and alerts[0].account_id is None
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit(
+    app: Any, gql: GraphQLClient, settings: Any
+) -> None:
+    """Each attempt is counted before its password is checked: twenty guesses sent at once
+    from one client get the same five tries as twenty sent one by one."""
+    import asyncio
+
+    owner = await new_customer(gql)
+    async with client_for(app, "10.9.0.1") as http:
+        client = GraphQLClient(http)
+        results = await asyncio.gather(*(login(client, owner.email, f"guess-{n}") for n in range(20)))
+    codes = [code_of(result) for result in results]
+    assert codes.count("INVALID_CREDENTIALS") == settings.login_max_failures, codes
+    assert codes.count("RATE_LIMITED") == 20 - settings.login_max_failures
+
+
+@pytest.mark.parametrize("password", ["\ud800\ud800\ud800\ud800", "nul\u0000nul\u0000", "x" * 50_000])
+async def test_passwords_no_one_can_type_are_clear_errors(app: Any, password: str) -> None:
+    async with client_for(app, "10.9.1.1") as http:
+        client = GraphQLClient(http)
+        response = await client.post(LOGIN, {"input": {"email": "olivia@northwind.example", "password": password}})
+        assert response.status_code == 200 and code_of(response.json()) == "INVALID_CREDENTIALS", response.text
+        signed_up = await client.post(SIGN_UP, {"input": {
+            "email": unique_email(), "password": password, "name": "N", "accountName": "A"}})
+        assert signed_up.status_code == 200, signed_up.text
+        errors = signed_up.json()["data"]["signUp"]["userErrors"]
+        assert [error["code"] for error in errors] in (["PASSWORD_INVALID"], ["PASSWORD_TOO_LONG"])
