@@ -95,13 +95,14 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 def cmd_create_staff(args: argparse.Namespace) -> int:
     from resolvers.staff import StaffNotCreated, create_staff
+    from resolvers.two_factor import TwoFactorSetUp, set_up_two_factor
 
     settings = _settings()
     password = os.environ.get("LINKGATE_STAFF_PASSWORD") or getpass.getpass("Password: ")
     if len(password) < 8:
         raise SystemExit("linkgate: the password must be at least 8 characters long")
 
-    async def run() -> str:
+    async def run() -> tuple[str, TwoFactorSetUp | None]:
         from models.database import create_engine, create_session_factory
         from models.users import StaffRole
 
@@ -112,15 +113,24 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
                     session, email=args.email, name=args.name,
                     role=StaffRole(args.role), password=password,
                 )
-                return user.email
+                # With LINKGATE_STAFF_REQUIRE_TOTP a staff login without it cannot sign in.
+                two_factor = await set_up_two_factor(session, user=user) if args.totp else None
+                return user.email, two_factor
         finally:
             await engine.dispose()
 
     try:
-        email = asyncio.run(run())
+        email, two_factor = asyncio.run(run())
     except StaffNotCreated as error:
         raise SystemExit(f"linkgate: {error}") from None
     print(f"Created {args.role} staff user {email}")
+    if two_factor is not None:
+        print("Two-factor sign-in is on. Shown only now; hand them to the user alone:")
+        print(f"  Authenticator URI (as a QR code): {two_factor.otpauth_uri}")
+        print(f"  Secret (to type in by hand):      {two_factor.secret}")
+        print("  Recovery codes (each signs in once instead of a code):")
+        for code in two_factor.recovery_codes:
+            print(f"    {code}")
     return 0
 
 
@@ -223,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--email", required=True)
     staff.add_argument("--name", required=True)
     staff.add_argument("--role", required=True, choices=["SUPPORT", "BILLING", "ADMIN"])
+    staff.add_argument(
+        "--totp", action="store_true",
+        help="turn on two-factor sign-in and print its secret and recovery codes, once "
+        "(needed to sign in with LINKGATE_STAFF_REQUIRE_TOTP)",
+    )
     staff.set_defaults(handler=cmd_create_staff)
     return parser
 

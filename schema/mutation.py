@@ -16,9 +16,10 @@ from schema.sessions import SessionMutations
 from schema.sign_in import SignInMutations
 from schema.sub_accounts import SubAccountMutations
 from schema.tickets import TicketMutations
+from schema.two_factor import TwoFactorMutations
 
 Mutation = merge_types(
     "Mutation",
     (SignInMutations, SessionMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
-     TicketMutations, BillingMutations),
+     TicketMutations, BillingMutations, TwoFactorMutations),
 )

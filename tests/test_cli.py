@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 from pathlib import Path
 
 import httpx
-from sqlalchemy import inspect
+import pyotp
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from auth.totp import matching_step, recovery_code_digest
 from models import Base
+from models.identity import RecoveryCode
+from models.users import User
 from schema import print_schema_sdl
 from tests.conftest import TEST_SECRET
 from tests.servers import LINKGATE, clean_environment, running_server
@@ -67,6 +72,48 @@ def test_create_staff(tmp_path: Path, empty_database: str) -> None:
     duplicate = run(["create-staff", "--email", "root@linkgate.example", "--name", "Root", "--role", "ADMIN"], tmp_path, **env)
     assert duplicate.returncode != 0
     assert "already exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
+
+
+def test_create_staff_with_totp(tmp_path: Path, empty_database: str) -> None:
+    """--totp turns two-factor sign-in on at once and prints the secret and codes, once."""
+    env = {
+        "LINKGATE_DATABASE_URL": empty_database, "LINKGATE_SECRET_KEY": TEST_SECRET,
+        "LINKGATE_STAFF_PASSWORD": "staff-password-1",
+    }
+    assert run(["db", "upgrade"], tmp_path, **env).returncode == 0
+    created = run(["create-staff", "--email", "sec@linkgate.example", "--name", "Sec", "--role", "SUPPORT",
+                   "--totp"], tmp_path, **env)
+    assert created.returncode == 0, created.stderr
+    uri = re.search(r"otpauth://\S+", created.stdout)
+    assert uri, created.stdout
+    secret = pyotp.parse_uri(uri.group(0)).secret
+    assert secret in created.stdout  # also printed for typing in by hand
+    codes = re.findall(r"^\s+([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})$", created.stdout, re.MULTILINE)
+    assert len(set(codes)) == 10, created.stdout
+
+    async def stored() -> tuple[str | None, bool, set[str]]:
+        engine = create_async_engine(empty_database)
+        try:
+            async with engine.connect() as connection:
+                user = (await connection.execute(
+                    select(User.id, User.totp_secret, User.totp_enabled_at)
+                    .where(User.email == "sec@linkgate.example")
+                )).one()
+                hashes = set(await connection.scalars(
+                    select(RecoveryCode.code_hash).where(RecoveryCode.user_id == user.id)
+                ))
+                return user.totp_secret, user.totp_enabled_at is not None, hashes
+        finally:
+            await engine.dispose()
+
+    stored_secret, enabled, hashes = asyncio.run(stored())
+    assert stored_secret == secret and enabled
+    assert hashes == {recovery_code_digest(code) for code in codes}
+    assert matching_step(secret, pyotp.TOTP(secret).now(), last_step=None) is not None
+
+    plain = run(["create-staff", "--email", "plain@linkgate.example", "--name", "Plain", "--role", "SUPPORT"],
+                tmp_path, **env)
+    assert plain.returncode == 0 and "otpauth" not in plain.stdout
 
 
 def test_serve_demo_from_an_empty_folder(tmp_path: Path) -> None:
