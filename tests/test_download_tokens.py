@@ -38,7 +38,7 @@ def test_expired_links_say_so() -> None:
     issue(issuer="someone-else"),                    # another issuer
     jwt.encode({"sub": "7", "ver": 3, "inv": [1], "iss": "linkgate", "exp": 9_999_999_999},
                SECRET, algorithm="HS256"),           # signed with the raw app secret, no audience
-    TokenSettings(secret=SECRET).issue(user_id=7, token_version=3),  # a bearer token
+    TokenSettings(secret=SECRET).issue(user_id=7, token_version=3, session_id=1),  # a bearer token
     "not.a.token",
 ])
 def test_foreign_or_tampered_tokens_are_refused(token: str) -> None:
