@@ -37,8 +37,10 @@ NEVER_VISIBLE: dict[str | None, set[str]] = {
 }
 PERSONAS: list[str | None] = [None, "olivia", "bill", "dev", "eve", "agent", "finance"]
 # Mutations that succeed on any input for a signed-in persona would change the demo the
-# read-only suites check (registerAccount gives the persona another account): not fuzzed here.
-STATEFUL_MUTATIONS = {"registerAccount"}
+# read-only suites check (registerAccount gives the persona another account; logout ends the
+# session the other suites' persona tokens belong to): not fuzzed here. tests/test_sessions.py
+# covers logout, with sessions of its own.
+STATEFUL_MUTATIONS = {"registerAccount", "logout"}
 FUZZED_MUTATIONS = sorted(
     set(graphql.build_schema(SDL).type_map["Mutation"].fields) - STATEFUL_MUTATIONS  # type: ignore[attr-defined]
 )
