@@ -17,6 +17,7 @@ from models.contacts import Contact, EmailPreference
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.invitations import revoke_pending
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email, clean_person_name
 
@@ -163,6 +164,10 @@ async def update_contact(
     if "email" in values and await _email_taken(session, contact.account_id, values["email"], contact.id):
         return [_email_taken_error()]
     before = snapshot(contact)
+    if values.get("email", contact.email) != contact.email:
+        # The link went to the old address; the new one gets its own if the contact is invited.
+        await revoke_pending(session, principal=principal, reason="email_changed",
+                             contact_id=contact.id)
     for column, value in values.items():
         setattr(contact, column, value)
     after = snapshot(contact)
@@ -177,10 +182,13 @@ async def update_contact(
 async def delete_contact(
     session: AsyncSession, access: AccessMap, *, principal: Principal, contact_id: int
 ) -> Contact:
-    """Immediate; the sub-account membership the contact carried goes in the same transaction."""
+    """Immediate; the sub-account membership the contact carried, or its pending invitation,
+    goes in the same transaction (revoked first: the foreign key would only unlink it)."""
     await begin_write(session)
     contact = await require_contact(session, access, contact_id, Permission.CONTACTS_MANAGE)
     before = snapshot(contact)
+    await revoke_pending(session, principal=principal, reason="contact_deleted",
+                         contact_id=contact.id)
     if contact.user_id is not None:
         membership = await session.scalar(select(Membership).where(
             Membership.account_id == contact.account_id, Membership.user_id == contact.user_id

@@ -24,8 +24,8 @@ from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
 from resolvers.pagination import child_pages_loader
 from resolvers.tickets import TICKETS_BY_ACCOUNT
 from models import (
-    Account, AuditEvent, Contact, CreditLedgerEntry, Invoice, InvoiceLine, LinkGroup, LinkMember,
-    LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
+    Account, AuditEvent, Contact, CreditLedgerEntry, Invitation, Invoice, InvoiceLine, LinkGroup,
+    LinkMember, LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
 )
 
 
@@ -88,6 +88,7 @@ class Loaders:
         self.notification_by_id = _by_key(session, Notification, Notification.id)
         self.audit_event_by_id = _by_key(session, AuditEvent, AuditEvent.id)
         self.link_group_by_id = _by_key(session, LinkGroup, LinkGroup.id)
+        self.invitation_by_id = _by_key(session, Invitation, Invitation.id)
         self.low_credit_reminder_by_account_id = _by_key(
             session, LowCreditReminder, LowCreditReminder.account_id
         )
@@ -97,6 +98,10 @@ class Loaders:
         self.contacts_by_account_id = _many_by_key(session, Contact, Contact.account_id)
         self.memberships_by_account_id = _many_by_key(
             session, Membership, Membership.account_id
+        )
+        # Newest first: the pending one a manager looks for is usually the latest.
+        self.invitations_by_account_id = _many_by_key(
+            session, Invitation, Invitation.account_id, order_by=[Invitation.id.desc()]
         )
         self.invoice_lines_by_invoice_id = _many_by_key(
             session, InvoiceLine, InvoiceLine.invoice_id

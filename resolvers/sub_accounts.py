@@ -1,8 +1,10 @@
-"""Sub-accounts: activating a contact as a login, and changing what it may do.
+"""Sub-accounts: inviting a contact to become a login of the account, and changing what a
+sub-account may do.
 
 A ``CONTACTS_MANAGE`` holder grants only what it holds itself on the account (its effective
 permissions from the ``AccessMap``), and cannot take away what it does not hold either; the
-owner holds everything and cannot be restricted.
+owner holds everything and cannot be restricted. Activating a contact only sends an
+invitation (``resolvers.invitations``): the membership exists once its recipient accepts it.
 """
 
 from __future__ import annotations
@@ -13,26 +15,26 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import NotFound
-from auth.passwords import hash_password
 from auth.permissions import Permission, Permissions, sorted_permissions, parse_permissions
 from auth.policy import AccessMap
 from auth.principals import Principal
 from models.accounts import Account, Membership
 from models.contacts import Contact
+from models.identity import Invitation
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.contacts import require_contact
+from resolvers.invitations import create_invitation
+from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_password
 
 
 @dataclass(frozen=True)
-class Activated:
+class Invited:
     contact: Contact
-    membership: Membership
-    created_user: bool
+    invitation: Invitation
 
 
 def _names(permissions: Permissions) -> list[str]:
@@ -51,6 +53,10 @@ OWNER_NOT_RESTRICTABLE = UserError(
     message="The owner holds every permission and cannot be restricted.",
     code="OWNER_NOT_RESTRICTABLE", field=["userId"],
 )
+ALREADY_ACTIVATED = UserError(
+    message="This contact is already a sub-account here.", code="ALREADY_ACTIVATED",
+    field=["contactId"],
+)
 
 
 def granted_permissions(
@@ -67,51 +73,46 @@ def granted_permissions(
 
 async def activate_sub_account(
     session: AsyncSession, access: AccessMap, *, principal: Principal, contact_id: int,
-    password: str | None, permissions: Permissions,
-) -> Activated | UserError:
-    """Creates a login for the contact's email (or attaches the existing one) and a membership."""
+    permissions: Permissions, tunables: Tunables,
+) -> Invited | UserError:
+    """Invites the contact's email to join with ``permissions``; no login is created or attached.
+
+    The answer never depends on whether the email has a login (that is decided when the
+    invitation is accepted, by its recipient): only on what the account's managers can already
+    see, its owner and its members (``Account.members``). Activating a contact that has a
+    pending invitation is a resend: that invitation is revoked and a new link goes out.
+    """
     await begin_write(session)
     contact = await require_contact(session, access, contact_id, Permission.CONTACTS_MANAGE)
+    # One invitation in flight per contact, even when two managers click at once.
+    await session.execute(
+        select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True)
+    )
     account = await session.get(Account, contact.account_id)
     assert account is not None
     granted = granted_permissions(access, account.id, frozenset(), permissions)
     if isinstance(granted, UserError):
         return granted
-    user = await session.scalar(select(User).where(User.email == contact.email))
-    if user is not None and user.id == account.owner_id:
-        return OWNER_NOT_RESTRICTABLE
-    if user is not None and user.staff_role is not None:
+    owner_email = await session.scalar(select(User.email).where(User.id == account.owner_id))
+    if contact.email == owner_email:
         return UserError(
-            message="Staff logins cannot be sub-accounts.", code="STAFF_USER", field=["contactId"],
+            message="This contact is the account's owner, who holds every permission and "
+            "cannot be restricted.", code="OWNER_NOT_RESTRICTABLE", field=["contactId"],
         )
-    already = contact.user_id is not None or (user is not None and await session.scalar(
-        select(Membership.id).where(Membership.user_id == user.id, Membership.account_id == account.id)
-    ) is not None)
-    if already:
-        return UserError(
-            message="This contact is already a sub-account here.", code="ALREADY_ACTIVATED",
-            field=["contactId"],
-        )
-    created = user is None
-    if user is None:
-        checked = clean_password(password or "")
-        if isinstance(checked, UserError):
-            return checked
-        user = User(email=contact.email, name=contact.name, password_hash=hash_password(checked))
-        session.add(user)
-        await session.flush()
-    names = _names(granted)
-    membership = Membership(user_id=user.id, account_id=account.id, permissions=names)
-    session.add(membership)
-    contact.user_id = user.id
-    await session.flush()
-    record_event(
-        session, actor=principal, action="subaccount.activated", account_id=account.id,
-        target=("user", user.id), before={"permissions": []},
-        after={"permissions": names, "contact_id": contact.id, "user_created": created},
+    member = await session.scalar(
+        select(Membership.id).join(User, User.id == Membership.user_id)
+        .where(Membership.account_id == account.id, User.email == contact.email)
     )
+    if contact.user_id is not None or member is not None:
+        return ALREADY_ACTIVATED
+    invitation = await create_invitation(
+        session, principal=principal, account=account, contact=contact, permissions=granted,
+        tunables=tunables,
+    )
+    if isinstance(invitation, UserError):
+        return invitation
     await session.commit()
-    return Activated(contact=contact, membership=membership, created_user=created)
+    return Invited(contact=contact, invitation=invitation)
 
 
 async def set_sub_account_permissions(

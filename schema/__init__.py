@@ -9,7 +9,10 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema import accounts, audit, billing, contacts, credits, invoices, links, notifications, services, tickets
+from schema import (
+    accounts, audit, billing, contacts, credits, invitations, invoices, links, notifications, services,
+    sub_accounts, tickets,
+)
 from schema.directives import install_guards
 from schema.authentication import Authenticate
 from schema.errors import shape_error
@@ -20,9 +23,10 @@ from schema.query import Query
 # Every object type whose fields may carry ``@requires`` or return guarded objects.
 GUARDED_TYPES: list[type] = [
     Query, Mutation, accounts.Viewer, accounts.Account, accounts.Membership, audit.AuditEvent,
-    contacts.Contact, credits.CreditLedgerEntry, invoices.Invoice, invoices.InvoiceLine,
-    links.LinkGroup, links.LinkMember, notifications.Notification, services.Service,
-    tickets.Ticket, *tickets.PAYLOAD_TYPES, *billing.PAYLOAD_TYPES,
+    contacts.Contact, credits.CreditLedgerEntry, invitations.Invitation, invoices.Invoice,
+    invoices.InvoiceLine, links.LinkGroup, links.LinkMember, notifications.Notification,
+    services.Service, tickets.Ticket, *tickets.PAYLOAD_TYPES, *billing.PAYLOAD_TYPES,
+    *invitations.PAYLOAD_TYPES, *sub_accounts.PAYLOAD_TYPES,
 ]
 
 
@@ -55,8 +59,8 @@ def build_schema(
         mutation=Mutation,
         types=[
             accounts.Account, audit.AuditEvent, contacts.Contact, credits.CreditLedgerEntry,
-            invoices.Invoice, links.LinkGroup, notifications.Notification, services.Service,
-            tickets.Ticket,
+            invitations.Invitation, invoices.Invoice, links.LinkGroup, notifications.Notification,
+            services.Service, tickets.Ticket,
         ],
         extensions=[*(extensions or []), Authenticate],
         config=config,

@@ -32,6 +32,7 @@ from schema.tickets import Ticket
 from schema.users import User
 
 if TYPE_CHECKING:
+    from schema.invitations import Invitation
     from schema.links import LinkGroup
 
 P = Permission
@@ -187,6 +188,18 @@ class Account(Node):
         account = await info.context.loaders.account_by_id.load(self.pk)
         rows = await info.context.loaders.memberships_by_account_id.load(self.pk)
         return [Membership.owner_of(account)] + [Membership.from_model(row) for row in rows]
+
+    @gated(
+        P.CONTACTS_MANAGE,
+        description="Invitations to become a sub-account, newest first, whatever their status.",
+    )
+    async def invitations(
+        self, info: strawberry.Info
+    ) -> list[Annotated[Invitation, strawberry.lazy("schema.invitations")]] | None:
+        from schema.invitations import Invitation
+
+        rows = await info.context.loaders.invitations_by_account_id.load(self.pk)
+        return [Invitation.from_model(row) for row in rows]
 
     @gated(P.EMAILS_READ, description="Emails sent about this account, newest first.")
     async def notifications(

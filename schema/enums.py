@@ -8,6 +8,7 @@ from auth import permissions
 from models import (
     accounts, billing, contacts, credits, links, services, tickets, users,
 )
+from resolvers import invitations
 
 Permission = strawberry.enum(
     permissions.Permission, description="What a user may do on one account (DESIGN §1)."
@@ -26,3 +27,7 @@ EmailPreference = strawberry.enum(contacts.EmailPreference)
 Department = strawberry.enum(tickets.Department)
 TicketStatus = strawberry.enum(tickets.TicketStatus)
 AuthorKind = strawberry.enum(tickets.AuthorKind)
+InvitationStatus = strawberry.enum(
+    invitations.InvitationStatus,
+    description="Derived: PENDING until accepted, revoked or past `expiresAt`.",
+)

@@ -16,6 +16,7 @@ from schema.audit import AuditEvent
 from schema.contacts import Contact
 from schema.credits import CreditLedgerEntry
 from schema.directives import deny, object_error
+from schema.invitations import Invitation
 from schema.invoices import Invoice
 from schema.links import LinkGroup, can_see_link_group, load_link_group
 from schema.notifications import Notification
@@ -41,6 +42,7 @@ _BY_LOADER: dict[str, _Fetch] = {
     "CreditLedgerEntry": _Fetch("ledger_entry_by_id", CreditLedgerEntry.from_model),
     "Notification": _Fetch("notification_by_id", Notification.from_model),
     "AuditEvent": _Fetch("audit_event_by_id", AuditEvent.from_model),
+    "Invitation": _Fetch("invitation_by_id", Invitation.from_model),
 }
 
 async def _load(info: strawberry.Info, type_name: str, pk: int) -> Node | None:

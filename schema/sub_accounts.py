@@ -1,4 +1,5 @@
-"""Activating a contact as a sub-account, and setting a sub-account's permissions."""
+"""Activating a contact as a sub-account (an emailed invitation), and setting a sub-account's
+permissions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from resolvers import sub_accounts
 from resolvers.user_errors import UserError as UserErrorValue
 from schema.accounts import Membership
 from schema.contacts import Contact
+from schema.invitations import Invitation, InvitationMutations
 from schema.payloads import UserError
 from schema.relay import decode_id_of
 
@@ -16,20 +18,18 @@ from schema.relay import decode_id_of
 @strawberry.input
 class ActivateSubAccountInput:
     contact_id: strawberry.ID
-    password: str | None = strawberry.field(
-        default=None,
-        description="The new login's password; ignored when a user with the contact's email "
-        "exists (that user is attached).",
-    )
     permissions: list[Permission] = strawberry.field(
-        description="At most what you hold on the account yourself."
+        description="At most what you hold on the account yourself; granted on acceptance."
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The invitation emailed to the contact. The answer is the same whether or not "
+    "the email has a login: the invitee decides when accepting."
+)
 class ActivateSubAccountPayload:
     contact: Contact | None = None
-    membership: Membership | None = None
+    invitation: Invitation | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -55,14 +55,13 @@ async def activate_sub_account(
     result = await sub_accounts.activate_sub_account(
         context.session, context.access, principal=context.signed_in(),
         contact_id=decode_id_of(input.contact_id, "Contact", field="contactId"),
-        password=input.password, permissions=frozenset(input.permissions),
+        permissions=frozenset(input.permissions), tunables=context.tunables,
     )
     if isinstance(result, UserErrorValue):
         return ActivateSubAccountPayload(user_errors=UserError.list_from(result))
-    await context.reload_access()
     return ActivateSubAccountPayload(
         contact=Contact.from_model(result.contact),
-        membership=Membership.from_model(result.membership),
+        invitation=Invitation.from_model(result.invitation),
     )
 
 
@@ -83,13 +82,20 @@ async def set_sub_account_permissions(
 
 
 @strawberry.type
-class SubAccountMutations:
+class SubAccountMutations(InvitationMutations):
+    """With acceptInvitation and revokeInvitation, the other half of activateSubAccount."""
+
     activate_sub_account: ActivateSubAccountPayload = strawberry.mutation(
         resolver=activate_sub_account,
-        description="Creates (or attaches) a login for the contact with the chosen permissions. "
-        "Needs CONTACTS_MANAGE; grants at most what you hold.",
+        description="Emails the contact a single-use invitation to join with the chosen "
+        "permissions (acceptInvitation); again for a contact with a pending invitation, it "
+        "replaces it with a new link. Needs CONTACTS_MANAGE; grants at most what you hold.",
     )
     set_sub_account_permissions: SetSubAccountPermissionsPayload = strawberry.mutation(
         resolver=set_sub_account_permissions,
         description="Needs CONTACTS_MANAGE; no escalation; the owner cannot be restricted.",
     )
+
+
+# Payloads handing out guarded objects: listed in ``schema.GUARDED_TYPES``.
+PAYLOAD_TYPES: list[type] = [ActivateSubAccountPayload]

@@ -51,8 +51,16 @@ ACTIVATE = """
 mutation($input: ActivateSubAccountInput!) {
   activateSubAccount(input: $input) {
     contact { id }
-    membership { isOwner permissions user { id email } }
+    invitation { id email permissions status expiresAt }
     userErrors { field message code }
+  }
+}
+"""
+ACCEPT_INVITATION = """
+mutation($input: AcceptInvitationInput!) {
+  acceptInvitation(input: $input) {
+    token expiresAt refreshToken account { id number }
+    viewer { user { id email name } } userErrors { field message code }
   }
 }
 """
@@ -145,15 +153,23 @@ class SubAccount:
 async def new_sub_account(
     gql: GraphQLClient, owner_token: str, account_id: str, permissions: list[str]
 ) -> SubAccount:
-    """A contact on the account, activated as a new login with ``permissions``; signed in."""
+    """A contact on the account, invited with ``permissions``, and the invitation accepted from
+    the emailed link as a new login; signed in."""
     contact = (await add_contact(gql, owner_token, account_id))["contact"]
     result = await gql.execute(ACTIVATE, {"input": {
-        "contactId": contact["id"], "password": PASSWORD, "permissions": permissions,
+        "contactId": contact["id"], "permissions": permissions,
     }}, token=owner_token)
     payload = result["data"]["activateSubAccount"]
     assert payload["userErrors"] == [], payload
-    token = await gql.login(contact["email"], PASSWORD)
-    return SubAccount(contact["email"], token, payload["membership"]["user"]["id"], contact["id"])
+    link = await emailed_token(gql.engine, contact["email"], "accept-invitation")
+    assert link, f"no invitation was emailed to {contact['email']}"
+    accepted = await gql.execute(ACCEPT_INVITATION, {"input": {
+        "token": link, "name": "Casey Contact", "password": PASSWORD,
+    }})
+    signed_in = accepted["data"]["acceptInvitation"]
+    assert signed_in["userErrors"] == [] and signed_in["token"], accepted
+    return SubAccount(contact["email"], signed_in["token"], signed_in["viewer"]["user"]["id"],
+                      contact["id"])
 
 
 async def permissions_on(gql: GraphQLClient, token: str, number: str) -> set[str] | None:

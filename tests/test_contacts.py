@@ -7,11 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.accounts import Membership
 from models.audit import AuditEvent
 from models.contacts import Contact
+from models.identity import Invitation
+from models.users import User
 from schema.relay import decode_global_id
 from tests.conftest import GraphQLClient
 from tests.customers import (
-    ADD_CONTACT, add_contact, audit_actions, count_rows, new_customer, new_sub_account,
-    permissions_on,
+    ACCEPT_INVITATION, ACTIVATE, ADD_CONTACT, add_contact, audit_actions, count_rows,
+    emailed_token, new_customer, new_sub_account, permissions_on,
 )
 
 UPDATE = """
@@ -133,3 +135,64 @@ async def test_deleting_a_contact_revokes_its_sub_account_in_the_same_transactio
     assert (await audit_actions(engine, owner.account.number))[-1] == "contact.deleted"
     gone = await gql.execute(DELETE, {"input": {"contactId": sub.contact_id}}, token=owner.token)
     assert gone["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+INVITATIONS = """
+query($n: String!) { viewer { account(number: $n) { invitations { id status contact { id } } } } }
+"""
+
+
+async def _invite(gql: GraphQLClient, token: str, contact_id: str) -> tuple[str, str]:
+    """Invites the contact; the invitation's id and the token its email carries."""
+    result = await gql.execute(ACTIVATE, {"input": {"contactId": contact_id, "permissions": ["SERVICES_READ"]}},
+                               token=token)
+    payload = result["data"]["activateSubAccount"]
+    assert payload["userErrors"] == [], payload
+    link = await emailed_token(gql.engine, payload["invitation"]["email"], "accept-invitation")
+    assert link
+    return payload["invitation"]["id"], link
+
+
+async def _accept(gql: GraphQLClient, link: str) -> list[str]:
+    result = await gql.execute(ACCEPT_INVITATION, {"input": {
+        "token": link, "name": "Ines Invitee", "password": "a fine long password",
+    }})
+    return [error["code"] for error in result["data"]["acceptInvitation"]["userErrors"]]
+
+
+async def test_deleting_a_contact_revokes_its_pending_invitation(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    contact = (await add_contact(gql, owner.token, owner.account.id))["contact"]
+    invitation_id, link = await _invite(gql, owner.token, contact["id"])
+    result = await gql.execute(DELETE, {"input": {"contactId": contact["id"]}}, token=owner.token)
+    assert result["data"]["deleteContact"]["userErrors"] == []
+    listed = await gql.execute(INVITATIONS, {"n": owner.account.number}, token=owner.token)
+    # Kept for the record, revoked, no longer pointing at the deleted contact.
+    assert listed["data"]["viewer"]["account"]["invitations"] == [
+        {"id": invitation_id, "status": "REVOKED", "contact": None}
+    ]
+    assert (await audit_actions(engine, owner.account.number))[-2:] == ["invitation.revoked", "contact.deleted"]
+    assert await _accept(gql, link) == ["INVALID_TOKEN"]
+    assert await count_rows(engine, User, User.email == contact["email"]) == 0
+    assert await count_rows(engine, Membership, Membership.account_id == pk(owner.account.id)) == 0
+
+
+async def test_changing_a_contacts_email_revokes_its_pending_invitation(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    contact = (await add_contact(gql, owner.token, owner.account.id))["contact"]
+    _, old_link = await _invite(gql, owner.token, contact["id"])
+    # Another field: the invitation stands.
+    await gql.execute(UPDATE, {"input": {"contactId": contact["id"], "phone": "+31 20 555"}}, token=owner.token)
+    assert await count_rows(engine, Invitation, Invitation.contact_id == pk(contact["id"]),
+                            Invitation.revoked_at.is_(None)) == 1
+    # The address: the link sent to the old one stops working.
+    moved = await gql.execute(UPDATE, {"input": {"contactId": contact["id"], "email": "moved-" + contact["email"]}},
+                              token=owner.token)
+    assert moved["data"]["updateContact"]["userErrors"] == []
+    assert await _accept(gql, old_link) == ["INVALID_TOKEN"]
+    assert await count_rows(engine, User, User.email == contact["email"]) == 0
+    _, new_link = await _invite(gql, owner.token, contact["id"])
+    assert await _accept(gql, new_link) == []
+    assert await count_rows(engine, User, User.email == "moved-" + contact["email"]) == 1

@@ -34,6 +34,7 @@ GATED_TYPES: dict[str, str] = {
     "Ticket": "TICKETS_READ",
     "Notification": "EMAILS_READ",
     "AuditEvent": "AUDIT_READ",
+    "Invitation": "CONTACTS_MANAGE",
 }
 
 # Sensitive types without a type-level @requires: every field in the schema returning one must
@@ -63,6 +64,7 @@ GATED_FIELDS: dict[tuple[str, str], str] = {
     ("Account", "tickets"): "TICKETS_READ",
     ("Account", "contacts"): "CONTACTS_READ",
     ("Account", "members"): "CONTACTS_MANAGE",
+    ("Account", "invitations"): "CONTACTS_MANAGE",
     ("Account", "notifications"): "EMAILS_READ",
     ("Account", "auditLog"): "AUDIT_READ",
     ("Service", "monthlyPrice"): "INVOICES_READ",

@@ -15,10 +15,11 @@ fragments on ``Node``, ``nodes`` mixing IDs, and connections.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,6 +38,7 @@ from models.accounts import Account as AccountRow
 from models.accounts import Membership
 from models.billing import Invoice as InvoiceRow
 from models.database import create_session_factory
+from models.identity import Invitation as InvitationRow
 from models.links import LinkMember
 from models.notifications import Notification as NotificationRow
 from models.tickets import Department, Ticket as TicketRow
@@ -98,7 +100,9 @@ PERSONAS = [permission.value for permission in Permission] + ["NOTHING"] + [
 def test_the_schema_gives_the_matrix_something_to_test() -> None:
     """The generated lists are the contract's, not empty by accident."""
     assert len(ACCOUNT_GATES) >= 11
-    assert set(TYPE_GATES) >= {"Invoice", "CreditLedgerEntry", "Service", "Ticket", "Notification", "AuditEvent"}
+    assert set(TYPE_GATES) >= {
+        "Invoice", "CreditLedgerEntry", "Service", "Ticket", "Notification", "AuditEvent", "Invitation",
+    }
     assert "Contact" in LISTED_BY
     assert INNER_GATES["Service"] == {"monthlyPrice": Permission.INVOICES_READ}
     for type_name, perm in TYPE_GATES.items():
@@ -210,6 +214,13 @@ def _missing_rows(tag: str, ids: dict[str, int]) -> list[Any]:
                 currency="EUR", subtotal=100, tax=21, total=121, bill_to_name="Matrix",
                 bill_to_email="m@test.example",
             ))
+    # The demo has no invitations at all: one on every target.
+    for number in TARGETS.values():
+        rows.append(InvitationRow(
+            account_id=ids[number], email="m@test.example", permissions=["SERVICES_READ"],
+            token_hash=hashlib.sha256(f"matrix-{tag}-{number}".encode()).hexdigest(),
+            expires_at=at + timedelta(days=7),
+        ))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""activateSubAccount and setSubAccountPermissions over HTTP: no escalation, owner untouchable."""
+"""activateSubAccount (an emailed invitation, accepted by its recipient) and
+setSubAccountPermissions over HTTP: no escalation, owner untouchable."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.accounts import Membership
+from models.identity import Invitation
 from models.users import User
 from schema.relay import decode_global_id
 from tests.conftest import GraphQLClient, client_for
 from tests.customers import (
-    ACTIVATE, PASSWORD, add_contact, audit_actions, count_rows, new_customer, new_sub_account,
-    permissions_on,
+    ACCEPT_INVITATION, ACTIVATE, PASSWORD, add_contact, audit_actions, count_rows, emailed_token,
+    new_customer, new_sub_account, permissions_on,
 )
 
 SET_PERMISSIONS = """
@@ -33,13 +35,24 @@ def codes(payload: dict) -> list[str]:
     return [error["code"] for error in payload["userErrors"]]
 
 
-async def activate(gql: GraphQLClient, token: str, contact_id: str, permissions: list[str],
-                   password: str | None = PASSWORD) -> dict:
+async def activate(gql: GraphQLClient, token: str, contact_id: str, permissions: list[str]) -> dict:
     result = await gql.execute(ACTIVATE, {"input": {
-        "contactId": contact_id, "password": password, "permissions": permissions,
+        "contactId": contact_id, "permissions": permissions,
     }}, token=token)
     assert "errors" not in result, result
     return result["data"]["activateSubAccount"]
+
+
+async def accept(gql: GraphQLClient, email: str, *, token: str | None = None,
+                 password: str | None = PASSWORD, name: str = "Sam Sub") -> dict:
+    """Accepts the newest invitation emailed to ``email`` (as its recipient would)."""
+    link = await emailed_token(gql.engine, email, "accept-invitation")
+    assert link, f"no invitation was emailed to {email}"
+    result = await gql.execute(ACCEPT_INVITATION, {"input": {
+        "token": link, "name": name, "password": password,
+    }}, token=token)
+    assert "errors" not in result, result
+    return result["data"]["acceptInvitation"]
 
 
 async def set_permissions(gql: GraphQLClient, token: str, account_id: str, user_id: str,
@@ -55,15 +68,24 @@ async def test_activating_a_contact_creates_a_login_with_the_chosen_permissions(
     owner = await new_customer(gql)
     contact = (await add_contact(gql, owner.token, owner.account.id, name="Sam Sub"))["contact"]
     payload = await activate(gql, owner.token, contact["id"], ["TICKETS_READ", "SERVICES_READ"])
-    assert payload["userErrors"] == []
-    assert payload["membership"]["isOwner"] is False
-    assert payload["membership"]["permissions"] == ["SERVICES_READ", "TICKETS_READ"]
-    assert payload["membership"]["user"]["email"] == contact["email"]
+    assert payload["userErrors"] == [] and payload["contact"] == {"id": contact["id"]}
+    invitation = payload["invitation"]
+    assert invitation["status"] == "PENDING" and invitation["email"] == contact["email"]
+    assert invitation["permissions"] == ["SERVICES_READ", "TICKETS_READ"]
+    # Nothing is granted until the invitee accepts.
+    members = await gql.execute(MEMBERS, {"n": owner.account.number}, token=owner.token)
+    assert len(members["data"]["viewer"]["account"]["members"]) == 1
+    assert await count_rows(engine, User, User.email == contact["email"]) == 0
+
+    accepted = await accept(gql, contact["email"])
+    assert accepted["userErrors"] == [] and accepted["viewer"]["user"]["email"] == contact["email"]
+    assert await permissions_on(gql, accepted["token"], owner.account.number) == {"SERVICES_READ", "TICKETS_READ"}
     token = await gql.login(contact["email"], PASSWORD)
     assert await permissions_on(gql, token, owner.account.number) == {"SERVICES_READ", "TICKETS_READ"}
     members = await gql.execute(MEMBERS, {"n": owner.account.number}, token=owner.token)
     rows = members["data"]["viewer"]["account"]["members"]
     assert [(m["isOwner"], m["user"]["email"]) for m in rows] == [(True, owner.email), (False, contact["email"])]
+    assert rows[1]["permissions"] == ["SERVICES_READ", "TICKETS_READ"]
     assert "subaccount.activated" in await audit_actions(engine, owner.account.number)
     again = await activate(gql, owner.token, contact["id"], ["TICKETS_READ"])
     assert codes(again) == ["ALREADY_ACTIVATED"]
@@ -75,8 +97,11 @@ async def test_activating_attaches_an_existing_login_without_touching_its_passwo
     owner = await new_customer(gql)
     bookkeeper = await new_customer(gql, "Bookkeeping BV")
     contact = (await add_contact(gql, owner.token, owner.account.id, email=bookkeeper.email.upper()))["contact"]
-    payload = await activate(gql, owner.token, contact["id"], ["INVOICES_READ"], password="another password")
-    assert payload["userErrors"] == [] and payload["membership"]["user"]["id"] == bookkeeper.user_id
+    payload = await activate(gql, owner.token, contact["id"], ["INVOICES_READ"])
+    assert payload["userErrors"] == [] and payload["invitation"]["status"] == "PENDING"
+    # The invitation is accepted by the existing login, signed in; what it sends besides is ignored.
+    accepted = await accept(gql, bookkeeper.email, token=bookkeeper.token, password="another password")
+    assert accepted["userErrors"] == [] and accepted["viewer"]["user"]["id"] == bookkeeper.user_id
     # (From an address of its own: failed logins are throttled per client address too.)
     async with client_for(app, "198.51.100.23") as http:
         refused = await GraphQLClient(http).execute(
@@ -89,13 +114,27 @@ async def test_activating_attaches_an_existing_login_without_touching_its_passwo
     assert "LINKS_MANAGE" in (await permissions_on(gql, token, bookkeeper.account.number) or set())
 
 
+async def test_activating_takes_no_password(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    contact = (await add_contact(gql, owner.token, owner.account.id))["contact"]
+    result = await gql.execute(ACTIVATE, {"input": {
+        "contactId": contact["id"], "password": PASSWORD, "permissions": ["SERVICES_READ"],
+    }}, token=owner.token)
+    assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and result.get("data") is None
+    assert await count_rows(engine, Invitation, Invitation.email == contact["email"]) == 0
+    assert await count_rows(engine, User, User.email == contact["email"]) == 0
+
+
 async def test_a_new_login_needs_a_valid_password(gql: GraphQLClient, engine: AsyncEngine) -> None:
     owner = await new_customer(gql)
     contact = (await add_contact(gql, owner.token, owner.account.id))["contact"]
+    assert (await activate(gql, owner.token, contact["id"], ["SERVICES_READ"]))["userErrors"] == []
     for password in (None, "short"):
-        payload = await activate(gql, owner.token, contact["id"], ["SERVICES_READ"], password=password)
-        assert codes(payload) == ["PASSWORD_TOO_SHORT"] and payload["membership"] is None
+        payload = await accept(gql, contact["email"], password=password)
+        assert codes(payload) == ["PASSWORD_TOO_SHORT"] and payload["token"] is None
     assert await count_rows(engine, User, User.email == contact["email"]) == 0
+    # The invitation is still good for a valid one.
+    assert (await accept(gql, contact["email"]))["token"]
 
 
 async def test_a_contacts_manager_grants_only_what_it_holds(gql: GraphQLClient, engine: AsyncEngine) -> None:
@@ -104,16 +143,18 @@ async def test_a_contacts_manager_grants_only_what_it_holds(gql: GraphQLClient, 
     manager = await new_sub_account(gql, owner.token, owner.account.id, ["CONTACTS_MANAGE", "SERVICES_READ"])
     contact = (await add_contact(gql, manager.token, owner.account.id))["contact"]
     memberships = await count_rows(engine, Membership, Membership.account_id == account_pk)
+    invitations = await count_rows(engine, Invitation, Invitation.account_id == account_pk)
 
     escalation = await activate(gql, manager.token, contact["id"], ["SERVICES_READ", "INVOICES_READ"])
     assert codes(escalation) == ["PERMISSION_NOT_HELD"]
     assert "INVOICES_READ" in escalation["userErrors"][0]["message"]
     assert await count_rows(engine, Membership, Membership.account_id == account_pk) == memberships
+    assert await count_rows(engine, Invitation, Invitation.account_id == account_pk) == invitations
     assert await count_rows(engine, User, User.email == contact["email"]) == 0
 
     granted = await activate(gql, manager.token, contact["id"], ["SERVICES_READ"])
     assert granted["userErrors"] == []
-    user_id = granted["membership"]["user"]["id"]
+    user_id = (await accept(gql, contact["email"]))["viewer"]["user"]["id"]
     more = await set_permissions(gql, manager.token, owner.account.id, user_id, ["SERVICES_READ", "CREDITS_READ"])
     assert codes(more["data"]["setSubAccountPermissions"]) == ["PERMISSION_NOT_HELD"]
 
@@ -131,8 +172,10 @@ async def test_the_owner_cannot_be_restricted(gql: GraphQLClient, engine: AsyncE
     denied = await set_permissions(gql, owner.token, owner.account.id, owner.user_id, ["SERVICES_READ"])
     assert codes(denied["data"]["setSubAccountPermissions"]) == ["OWNER_NOT_RESTRICTABLE"]
     contact = (await add_contact(gql, owner.token, owner.account.id, email=owner.email))["contact"]
+    # (The owner's email is no secret to whoever manages contacts: ``members`` lists it.)
     as_sub = await activate(gql, owner.token, contact["id"], ["SERVICES_READ"])
-    assert codes(as_sub) == ["OWNER_NOT_RESTRICTABLE"]
+    assert codes(as_sub) == ["OWNER_NOT_RESTRICTABLE"] and as_sub["invitation"] is None
+    assert await emailed_token(engine, owner.email, "accept-invitation") is None
     assert "LINKS_MANAGE" in (await permissions_on(gql, owner.token, owner.account.number) or set())
     assert await count_rows(engine, Membership, Membership.user_id == decode_global_id(owner.user_id)[1]) == 0
 
