@@ -24,7 +24,10 @@ from models.database import create_engine, create_session_factory
 from models.notifications import Notification
 from resolvers.delivery import SmtpServer, deliver_notifications
 from tests.conftest import TEST_SECRET, GraphQLClient, client_for
-from tests.customers import CONFIRM_SIGN_UP, PASSWORD, SIGN_UP, unique_email
+from tests.customers import (
+    ACCEPT_INVITATION, ACTIVATE, CONFIRM_SIGN_UP, PASSWORD, SIGN_UP, add_contact, permissions_on,
+    unique_email,
+)
 from tests.test_delivery import SENDER, Mailbox, mailbox  # noqa: F401  (the SMTP sink fixture)
 
 PUBLIC_URL = "https://dashboard.example.test"
@@ -104,3 +107,52 @@ async def test_sign_up_and_password_reset_links_arrive_by_smtp_and_work_once(
         bodies = (await session.scalars(select(Notification.body).where(Notification.recipient == email))).all()
     assert bodies and all("#token=[sent]" in body or "#token=" not in body for body in bodies)
     assert not any(token_of(sign_up_link) in body or token_of(reset_link) in body for body in bodies)
+
+
+async def test_an_invitation_arrives_by_smtp_and_its_link_works_once_and_only_for_itself(
+    own_app: tuple[Any, AsyncEngine], mailbox: tuple[Mailbox, int],  # noqa: F811
+) -> None:
+    app, engine = own_app
+    sink, port = mailbox
+    owner_email, invitee = unique_email("inviter"), unique_email("invitee")
+    async with client_for(app) as http:
+        gql = GraphQLClient(http)
+        owner = await _signed_up(gql, engine, port, sink, owner_email)
+        contact = (await add_contact(gql, owner["token"], owner["account"]["id"], email=invitee))["contact"]
+        invited = await gql.execute(ACTIVATE, {"input": {
+            "contactId": contact["id"], "permissions": ["TICKETS_READ"]}}, token=owner["token"])
+        assert invited["data"]["activateSubAccount"]["userErrors"] == []
+        await deliver(engine, port)
+        link = link_in(sink.messages, invitee, "accept-invitation")
+        token = token_of(link)
+        # Of another purpose, the invitation's token opens nothing.
+        assert (await gql.execute(RESET, {"input": {"token": token, "password": "hijacked-pass"}})
+                )["data"]["resetPassword"]["userErrors"] == [{"code": "INVALID_TOKEN"}]
+        assert (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}})
+                )["data"]["confirmSignUp"]["userErrors"][0]["code"] == "INVALID_TOKEN"
+        refresh = await gql.execute(
+            "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { userErrors { code } } }",
+            {"t": token})
+        assert refresh["data"]["refreshSession"]["userErrors"] == [{"code": "INVALID_TOKEN"}]
+        accepted = await gql.execute(ACCEPT_INVITATION, {"input": {
+            "token": token, "name": "Ivy Invitee", "password": "ivy's own password"}})
+        payload = accepted["data"]["acceptInvitation"]
+        assert payload["userErrors"] == [] and payload["token"]
+        again = await gql.execute(ACCEPT_INVITATION, {"input": {
+            "token": token, "name": "Mallory", "password": "mallory's password"}})
+        assert again["data"]["acceptInvitation"]["userErrors"][0]["code"] == "INVALID_TOKEN"
+        assert await permissions_on(gql, payload["token"], owner["account"]["number"]) == {"TICKETS_READ"}
+        signed_in = await gql.execute(LOGIN, {"input": {"email": invitee, "password": "ivy's own password"}})
+        assert signed_in["data"]["login"]["token"]
+    subjects = [message["Subject"] for message in sink.messages if message["To"] == invitee]
+    assert len(subjects) == 1 and subjects[0].startswith("You are invited to the Linkgate account")
+
+
+async def _signed_up(gql: GraphQLClient, engine: AsyncEngine, port: int, sink: Mailbox, email: str) -> dict[str, Any]:
+    """A new owner, signed up through the mailed confirmation link."""
+    await gql.execute(SIGN_UP, {"input": {"email": email, "password": PASSWORD, "name": "Olga Owner",
+                                          "accountName": "Inviting Ltd"}})
+    await deliver(engine, port)
+    confirmed = await gql.execute(CONFIRM_SIGN_UP, {"input": {
+        "token": token_of(link_in(sink.messages, email, "confirm-sign-up"))}})
+    return confirmed["data"]["confirmSignUp"]
