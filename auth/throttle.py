@@ -25,6 +25,7 @@ upsert. An attempt is counted before its secret is checked and forgiven if it wa
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,13 +60,16 @@ class FailureThrottle:
 
     def _buckets(self) -> list[tuple[str, str]]:
         # Digests: any text fits the key column, and the table holds no emails.
+        client = client_key(self.client)
         return [
-            (f"{self.kind}:pair", digest(f"{self.identity}\n{self.client}")),
-            (f"{self.kind}:client", digest(self.client)),
+            (f"{self.kind}:pair", digest(f"{self.identity}\n{client}")),
+            (f"{self.kind}:client", digest(client)),
             (f"{self.kind}:identity", digest(self.identity)),
         ]
 
-    async def attempt(self, session: AsyncSession, *, now: datetime | None = None) -> None:
+    async def attempt(
+        self, session: AsyncSession, *, known_client: bool = False, now: datetime | None = None
+    ) -> None:
         """Count this attempt as a failure *before* the secret is checked, or raise
         ``RateLimited`` (with seconds to wait) and count nothing.
 
@@ -74,9 +78,14 @@ class FailureThrottle:
         only the first ``max_failures`` get through. The caller commits before the slow part
         (a password hash), so other replicas see the count, and calls ``succeeded`` if the
         secret was right.
+
+        ``known_client``: this client has signed in to this identity before (it holds a past
+        session). The identity's delay does not stop it: a guess campaign from elsewhere
+        slows down strangers, not the owner at their usual desk. Its own pair and client
+        limits still apply.
         """
         now = now or utcnow()
-        await self._refuse_if_blocked(session, now)
+        await self._refuse_if_blocked(session, now, skip_identity=known_client)
         settings = self.settings
         pair, client, identity = self._buckets()
         over = [
@@ -94,19 +103,31 @@ class FailureThrottle:
             )
 
     async def succeeded(self, session: AsyncSession) -> None:
-        """The right secret: this attempt was no failure. The pair's failures are forgiven
-        (the client proved it knows the secret); the client's and the identity's lose only
-        this attempt (a success says nothing about the other attempts)."""
-        settings = self.settings
-        pair, client, identity = self._buckets()
+        """The whole secret was right (a completed sign-in): the pair's failures are forgiven,
+        since the client proved it knows it; the client's and the identity's lose only this
+        attempt (a success says nothing about the other attempts)."""
+        pair = self._buckets()[0]
         await session.execute(
             update(ThrottleBucket)
             .where(ThrottleBucket.scope == pair[0], ThrottleBucket.key == pair[1])
             .values(failures=0, blocked_until=None)
         )
-        for (scope, key), limit in ((client, settings.client_max_failures),
-                                    (identity, settings.identity_max_failures)):
-            table = ThrottleBucket.__table__.c
+        await self._uncount(session, pair=False)
+
+    async def forgive(self, session: AsyncSession) -> None:
+        """This attempt was no failure, but proved nothing more (a right password still
+        waiting for its second factor): it is uncounted everywhere, and earlier failures of
+        the pair stand, so a known password buys no extra code guesses."""
+        await self._uncount(session, pair=True)
+
+    async def _uncount(self, session: AsyncSession, *, pair: bool) -> None:
+        settings = self.settings
+        pair_bucket, client, identity = self._buckets()
+        buckets = [(client, settings.client_max_failures), (identity, settings.identity_max_failures)]
+        if pair:
+            buckets.append((pair_bucket, settings.max_failures))
+        table = ThrottleBucket.__table__.c
+        for (scope, key), limit in buckets:
             await session.execute(
                 update(ThrottleBucket)
                 .where(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
@@ -118,13 +139,16 @@ class FailureThrottle:
                 )
             )
 
-    async def _refuse_if_blocked(self, session: AsyncSession, now: datetime) -> None:
+    async def _refuse_if_blocked(
+        self, session: AsyncSession, now: datetime, *, skip_identity: bool = False
+    ) -> None:
+        buckets = self._buckets()[:2] if skip_identity else self._buckets()
         rows = await session.execute(
             select(ThrottleBucket.blocked_until).where(
                 ThrottleBucket.blocked_until > now,
                 or_(*[
                     and_(ThrottleBucket.scope == scope, ThrottleBucket.key == key)
-                    for scope, key in self._buckets()
+                    for scope, key in buckets
                 ]),
             )
         )
@@ -135,6 +159,19 @@ class FailureThrottle:
                 f"Too many failed attempts; try again in {retry_after} seconds.",
                 retryAfter=retry_after,
             )
+
+
+def client_key(client: str) -> str:
+    """What one client is, for counting: an address, except that an IPv6 address stands for
+    its /64, the block one home or office connection is given (otherwise each of its 2^64
+    addresses would be a fresh client with a fresh budget)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client  # not an address: a user ("user:7") or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return client
 
 
 async def _count(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.identity import LinkPurpose
 from models.users import User
-from resolvers.emailed_links import create_link, recent_links, retire_links, spend_link
+from resolvers.emailed_links import create_link, recent_links, spend_link
 from resolvers.outbox import link_to, queue_security_email
 from resolvers.sign_in import set_password
 from resolvers.timing import answered_no_sooner_than
@@ -72,14 +72,5 @@ async def reset_password(
         await session.rollback()
         return INVALID_RESET_LINK
     await set_password(session, user, checked, reason="password_reset")
-    # Any other reset link still in a mailbox would undo this one: it dies too.
-    await retire_links(session, purpose=LinkPurpose.PASSWORD_RESET, user_id=user.id)
-    queue_security_email(
-        session, recipient=user.email, subject="Your Linkgate password was changed",
-        body=f"Hello {user.name},\n\nthe password of your Linkgate login was just reset, and "
-        "every session was signed out. If that was not you, reset it again at once and tell "
-        "your account's owner.\n",
-        related=("user", user.id),
-    )
     await session.commit()
     return user

@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.errors import Unauthenticated
 from auth.passwords import hash_password, verify_password
 from auth.sessions import IssuedTokens, SessionSettings, end_all_sessions, start_session
 from auth.throttle import FailureThrottle, ThrottleSettings
@@ -20,7 +21,7 @@ from models.accounts import Account
 from models.identity import LinkPurpose, UserSession
 from models.users import User
 from resolvers.accounts import create_account
-from resolvers.emailed_links import create_link, recent_links, spend_link
+from resolvers.emailed_links import create_link, recent_links, retire_links, spend_link
 from resolvers.outbox import link_to, queue_security_email
 from resolvers.timing import answered_no_sooner_than
 from resolvers.tunables import Tunables
@@ -78,7 +79,7 @@ async def login(
     """Check the password (and the second factor), throttled as ``auth.throttle`` explains."""
     address = normalize_email(email)
     guard = FailureThrottle("login", address or email[:254], client_address, throttle)
-    await guard.attempt(session)
+    await guard.attempt(session, known_client=await _signed_in_before(session, address, client_address))
     await session.commit()  # counted before the slow hash: parallel guesses see it
     user = None if address is None else await session.scalar(select(User).where(User.email == address))
     # One hash whatever was found: an unknown email costs what a wrong password costs.
@@ -87,21 +88,20 @@ async def login(
         return INVALID_CREDENTIALS  # the attempt stays counted
     if user.has_two_factor:
         if not otp:
-            # The password was right: no failure, and the client asks for the code.
-            await guard.succeeded(session)
+            # The password was right: no failure, and the client asks for the code. Not a
+            # success either: the client's earlier failures stand (no free code guesses).
+            await guard.forgive(session)
             await session.commit()
             return OTP_REQUIRED
         if not await second_factor_matches(session, user, otp):
             await session.commit()
             return INVALID_OTP
     elif user.staff_role is not None and tunables.staff_require_totp:
-        await guard.succeeded(session)
+        await guard.forgive(session)
         await session.commit()
         return TWO_FACTOR_SETUP_REQUIRED
     await guard.succeeded(session)
-    known_client = await session.scalar(select(exists().where(
-        UserSession.user_id == user.id, UserSession.client_address == client_address
-    )))
+    known_client = await _signed_in_before(session, user.email, client_address)
     tokens = await start_session(
         session, user=user, client_address=client_address, user_agent=user_agent,
         settings=sessions,
@@ -116,6 +116,17 @@ async def login(
         )
     await session.commit()
     return SignedIn(tokens=tokens, user=user)
+
+
+async def _signed_in_before(session: AsyncSession, email: str | None, client_address: str) -> bool:
+    """Whether the login of ``email`` ever had a session from this client: one statement,
+    run for unknown emails too (it finds nothing), so it costs the same either way."""
+    if email is None:
+        return False
+    return bool(await session.scalar(select(exists().where(
+        UserSession.client_address == client_address,
+        UserSession.user_id == select(User.id).where(User.email == email).scalar_subquery(),
+    ))))
 
 
 async def sign_up(
@@ -219,17 +230,27 @@ async def change_password(
     client_address: str,
     user_agent: str | None,
     sessions: SessionSettings,
+    throttle: ThrottleSettings,
 ) -> SignedIn | UserError:
-    """Ends every session and token (the token version moves on) and starts a new session."""
+    """Ends every session and token (the token version moves on) and starts a new session.
+
+    A wrong current password counts as a failed sign-in: a stolen access token is no way to
+    guess the password behind it."""
+    checked = clean_password(new_password, field="newPassword")
+    if isinstance(checked, UserError):
+        return checked
     user = await session.get(User, user_id)
-    if user is None or not verify_password(user.password_hash, current_password):
+    if user is None:
+        raise Unauthenticated("Sign in first.")
+    guard = FailureThrottle("login", user.email, client_address, throttle)
+    await guard.attempt(session)
+    await session.commit()
+    if not verify_password(user.password_hash, current_password):
         return UserError(
             message="The current password is incorrect.", code="INVALID_CREDENTIALS",
             field=["currentPassword"],
         )
-    checked = clean_password(new_password, field="newPassword")
-    if isinstance(checked, UserError):
-        return checked
+    await guard.succeeded(session)
     await set_password(session, user, checked, reason="password_changed")
     tokens = await start_session(
         session, user=user, client_address=client_address, user_agent=user_agent,
@@ -240,8 +261,18 @@ async def change_password(
 
 
 async def set_password(session: AsyncSession, user: User, password: str, *, reason: str) -> None:
-    """The one way a password changes: every earlier token, link and session stops working."""
+    """The one way a password changes: every earlier token, reset link and session stops
+    working, and the owner is told by security mail."""
     user.password_hash = hash_password(password)
     user.token_version += 1
     await end_all_sessions(session, user_id=user.id, reason=reason)
+    # A reset link still in a mailbox would undo the change.
+    await retire_links(session, purpose=LinkPurpose.PASSWORD_RESET, user_id=user.id)
+    queue_security_email(
+        session, recipient=user.email, subject="Your Linkgate password was changed",
+        body=f"Hello {user.name},\n\nthe password of your Linkgate login was just changed, and "
+        "every session was signed out. If that was not you, reset it at once and tell your "
+        "account's owner.\n",
+        related=("user", user.id),
+    )
     await session.flush()

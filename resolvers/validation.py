@@ -80,7 +80,13 @@ def clean_password(value: str, field: str = "password") -> str | UserError:
 
 
 def clean_name(value: str, *, max_length: int, field: str = "name") -> str | UserError:
-    """Inner runs of white space folded, 1 to ``max_length`` characters after trimming."""
+    """Inner runs of white space folded, 1 to ``max_length`` characters after trimming, no
+    NUL and no lone surrogate (both arrive through JSON; neither is a name, nor storable)."""
+    if "\x00" in value or not is_text(value):
+        return UserError(
+            message="The name contains a character that cannot be typed.", code="NAME_INVALID",
+            field=[field],
+        )
     name = " ".join(value.split())
     if not name:
         return UserError(message="The name cannot be empty.", code="NAME_EMPTY", field=[field])

@@ -130,7 +130,7 @@ async def change_password(info: strawberry.Info, input: ChangePasswordInput) -> 
         context.session, user_id=context.signed_in().user_id,
         current_password=input.current_password, new_password=input.new_password,
         client_address=context.client_address, user_agent=context.user_agent,
-        sessions=context.sessions,
+        sessions=context.sessions, throttle=context.throttle,
     )
     if isinstance(result, UserErrorValue):
         return LoginPayload.failed(result)

@@ -168,3 +168,4 @@ async def test_bad_refresh_tokens_are_refused_cleanly(gql: GraphQLClient, token:
     response = await gql.post(REFRESH, {"input": {"refreshToken": token}})
     assert response.status_code == 200, response.text
     assert response.json()["data"]["refreshSession"]["userErrors"] == [{"code": "INVALID_TOKEN"}]
+

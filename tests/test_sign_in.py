@@ -402,3 +402,87 @@ async def test_passwords_no_one_can_type_are_clear_errors(app: Any, password: st
         assert signed_up.status_code == 200, signed_up.text
         errors = signed_up.json()["data"]["signUp"]["userErrors"]
         assert [error["code"] for error in errors] in (["PASSWORD_INVALID"], ["PASSWORD_TOO_LONG"])
+
+
+async def test_the_owner_at_a_known_desk_is_not_slowed_by_a_guess_campaign(
+    settings: Any, engine: AsyncEngine, gql: GraphQLClient
+) -> None:
+    """Many addresses guessing one email slow it down for strangers, but not for a client
+    that has signed in to it before."""
+    victim = await new_customer(gql)  # confirmed from 127.0.0.1: a known desk
+    app = app_with(settings, engine, login_email_max_failures=3)
+    for n in range(8):
+        async with client_for(app, f"10.11.1.{n}") as http:
+            await login(GraphQLClient(http), victim.email, f"guess-{n}")
+    async with client_for(app, "10.11.2.1") as http:
+        stranger = await login(GraphQLClient(http), victim.email, PASSWORD)
+    assert code_of(stranger) == "RATE_LIMITED"
+    async with client_for(app, "127.0.0.1") as http:
+        assert code_of(await login(GraphQLClient(http), victim.email, PASSWORD)) == "OK"
+
+
+async def test_an_ipv6_network_counts_as_one_client(app: Any, gql: GraphQLClient) -> None:
+    owner = await new_customer(gql)
+    for n in range(5):  # five addresses of one /64
+        async with client_for(app, f"2001:db8:1:2::{n + 1:x}") as http:
+            assert code_of(await login(GraphQLClient(http), owner.email, "wrong-wrong")) == "INVALID_CREDENTIALS"
+    async with client_for(app, "2001:db8:1:2::99") as http:
+        assert code_of(await login(GraphQLClient(http), owner.email, PASSWORD)) == "RATE_LIMITED"
+    async with client_for(app, "2001:db8:1:3::1") as http:  # the next /64: someone else
+        assert code_of(await login(GraphQLClient(http), owner.email, PASSWORD)) == "OK"
+
+
+async def test_change_password_guesses_are_throttled_and_the_change_is_mailed(
+    app: Any, gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    async with client_for(app, "10.12.0.1") as http:
+        thief = GraphQLClient(http)
+        answers = []
+        for n in range(6):
+            result = await thief.execute(CHANGE_PASSWORD, {"input": {
+                "currentPassword": f"guess-{n}-guess", "newPassword": "thief's password"}}, token=owner.token)
+            answers.append(code_of_change(result))
+        assert answers == ["INVALID_CREDENTIALS"] * 5 + ["RATE_LIMITED"]
+    changed = await gql.execute(CHANGE_PASSWORD, {"input": {
+        "currentPassword": PASSWORD, "newPassword": "a fresh password"}}, token=owner.token)
+    assert changed["data"]["changePassword"]["userErrors"] == []
+    assert (await mails_to(engine, owner.email))[-1].subject == "Your Linkgate password was changed"
+
+
+async def test_a_password_change_retires_open_reset_links(gql: GraphQLClient) -> None:
+    owner = await new_customer(gql)
+    await gql.execute("mutation($e: String!) { requestPasswordReset(input: {email: $e}) { ok } }",
+                      {"e": owner.email})
+    reset_token = await emailed_token(gql.engine, owner.email, "reset-password")
+    await gql.execute(CHANGE_PASSWORD, {"input": {
+        "currentPassword": PASSWORD, "newPassword": "changed on purpose"}}, token=owner.token)
+    late = await gql.execute(
+        "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) { ok userErrors { code } } }",
+        {"i": {"token": reset_token, "password": "from the old link"}})
+    assert late["data"]["resetPassword"] == {"ok": False, "userErrors": [{"code": "INVALID_TOKEN"}]}
+    assert code_of(await login(gql, owner.email, "changed on purpose")) == "OK"
+
+
+def code_of_change(result: dict[str, Any]) -> str:
+    if result.get("errors"):
+        return result["errors"][0]["extensions"]["code"]
+    errors = result["data"]["changePassword"]["userErrors"]
+    return errors[0]["code"] if errors else "OK"
+
+
+@pytest.mark.parametrize("field", ["name", "accountName"])
+@pytest.mark.parametrize("bad", ["\ud800", "nul\u0000"])
+async def test_sign_up_names_no_one_can_type_read_the_same_for_any_email(
+    gql: GraphQLClient, field: str, bad: str
+) -> None:
+    """A taken and a new email get the same answer for the same bad input (no oracle)."""
+    owner = await new_customer(gql)
+    answers = []
+    for email in (owner.email, unique_email()):
+        values = {"email": email, "password": PASSWORD, "name": "Ada", "accountName": "Engines", field: bad}
+        response = await gql.post(SIGN_UP, {"input": values})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["data"]["signUp"])
+    assert answers[0] == answers[1]
+    assert answers[0]["ok"] is False and answers[0]["userErrors"][0]["code"] == "NAME_INVALID"
