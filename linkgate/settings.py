@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # CIDRs of the proxies whose X-Forwarded-For is believed; empty: the header is ignored.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     staff_require_totp: bool = False
+    # Sign-up and password-reset links one client address may have mailed a day / an hour.
+    mail_links_per_client: int = Field(default=20, ge=1)
     # signUp and requestPasswordReset take at least this long, whatever the email (no oracle).
     answer_floor_seconds: float = Field(default=0.4, ge=0, le=10)
 
@@ -143,6 +145,7 @@ class Settings(BaseSettings):
             public_url=self.public_url.rstrip("/"),
             staff_require_totp=self.staff_require_totp,
             answer_floor_seconds=self.answer_floor_seconds,
+            mail_links_per_client=self.mail_links_per_client,
         )
 
 

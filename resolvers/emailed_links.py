@@ -8,6 +8,7 @@ requests racing with the same link cannot both succeed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,25 +16,59 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import digest, new_secret
+from auth.throttle import client_key
 from models.base import utcnow
 from models.identity import EmailedLink, LinkPurpose
 
 PREFIXES = {LinkPurpose.PASSWORD_RESET: "lgp_", LinkPurpose.SIGN_UP: "lgs_"}
 
 
+@dataclass(frozen=True, slots=True)
+class MailCaps:
+    """How many links of one purpose may go out: to one address from one client, and from
+    one client to any address. Per client, so nobody can use up an address's allowance and
+    keep its owner from getting a link (nor flood a mailbox from one place)."""
+
+    per_address_and_client: int
+    per_client: int
+    window: timedelta
+
+
 async def create_link(
     session: AsyncSession, *, purpose: LinkPurpose, email: str, ttl: timedelta,
-    user_id: int | None = None, payload: dict[str, Any] | None = None,
+    requested_by: str, user_id: int | None = None, payload: dict[str, Any] | None = None,
 ) -> str:
     """A new link's token (the caller emails it, in the same transaction)."""
     token, token_hash = new_secret(PREFIXES[purpose])
     now = utcnow()
     session.add(EmailedLink(
         purpose=purpose, token_hash=token_hash, email=email, user_id=user_id, payload=payload,
-        created_at=now, expires_at=now + ttl,
+        requested_by=client_key(requested_by), created_at=now, expires_at=now + ttl,
     ))
     await session.flush()
     return token
+
+
+async def mail_allowed(
+    session: AsyncSession, *, purpose: LinkPurpose, email: str, requested_by: str, caps: MailCaps
+) -> bool:
+    """Whether one more link of ``purpose`` may go to ``email`` for this client now."""
+    client = client_key(requested_by)
+    recent = (EmailedLink.purpose == purpose, EmailedLink.requested_by == client,
+              EmailedLink.created_at > utcnow() - caps.window)
+    to_address, in_all = (await session.execute(
+        select(func.count().filter(EmailedLink.email == email), func.count())
+        .select_from(EmailedLink).where(*recent)
+    )).one()
+    return int(to_address) < caps.per_address_and_client and int(in_all) < caps.per_client
+
+
+async def open_link(session: AsyncSession, *, purpose: LinkPurpose, token: str) -> EmailedLink | None:
+    """The unspent, unexpired link of ``purpose`` behind ``token``, without spending it."""
+    return await session.scalar(select(EmailedLink).where(
+        EmailedLink.token_hash == digest(token), EmailedLink.purpose == purpose,
+        EmailedLink.used_at.is_(None), EmailedLink.expires_at > utcnow(),
+    ))
 
 
 async def spend_link(session: AsyncSession, *, purpose: LinkPurpose, token: str) -> EmailedLink | None:
@@ -49,18 +84,6 @@ async def spend_link(session: AsyncSession, *, purpose: LinkPurpose, token: str)
         .returning(EmailedLink.id)
     )).scalar_one_or_none()
     return None if spent is None else await session.get(EmailedLink, spent)
-
-
-async def recent_links(
-    session: AsyncSession, *, purpose: LinkPurpose, email: str, since: timedelta
-) -> int:
-    """How many links of ``purpose`` went to ``email`` lately (to cap mail to one address)."""
-    return int(await session.scalar(
-        select(func.count()).select_from(EmailedLink).where(
-            EmailedLink.purpose == purpose, EmailedLink.email == email,
-            EmailedLink.created_at > utcnow() - since,
-        )
-    ) or 0)
 
 
 async def retire_links(session: AsyncSession, *, purpose: LinkPurpose, user_id: int) -> None:

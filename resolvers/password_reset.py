@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.identity import LinkPurpose
 from models.users import User
-from resolvers.emailed_links import create_link, recent_links, spend_link
+from resolvers.emailed_links import MailCaps, create_link, mail_allowed, spend_link
 from resolvers.outbox import link_to, queue_security_email
 from resolvers.sign_in import set_password
 from resolvers.timing import answered_no_sooner_than
@@ -22,30 +22,35 @@ from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_password, normalize_email
 
-MAX_RESET_MAILS_PER_HOUR = 3
+# Reset mail: 3 an hour to one address from one client.
+RESET_MAILS_PER_ADDRESS = 3
 INVALID_RESET_LINK = UserError(
     message="This reset link is invalid, was already used or has expired; ask for a new one.",
     code="INVALID_TOKEN", field=["token"],
 )
 
 
-async def request_password_reset(session: AsyncSession, *, email: str, tunables: Tunables) -> None:
+async def request_password_reset(
+    session: AsyncSession, *, email: str, client_address: str, tunables: Tunables
+) -> None:
     """Emails a reset link when ``email`` has a login; does nothing visible otherwise."""
     async with answered_no_sooner_than(tunables.answer_floor_seconds):
         address = normalize_email(email)
         user = None if address is None else await session.scalar(
             select(User).where(User.email == address)
         )
-        if user is None or await recent_links(
+        if user is None or not await mail_allowed(
             session, purpose=LinkPurpose.PASSWORD_RESET, email=user.email,
-            since=timedelta(hours=1),
-        ) >= MAX_RESET_MAILS_PER_HOUR:
+            requested_by=client_address, caps=MailCaps(
+                per_address_and_client=RESET_MAILS_PER_ADDRESS,
+                per_client=tunables.mail_links_per_client, window=timedelta(hours=1)),
+        ):
             await session.rollback()
             return
         ttl = tunables.password_reset_ttl_seconds
         token = await create_link(
             session, purpose=LinkPurpose.PASSWORD_RESET, email=user.email, user_id=user.id,
-            ttl=timedelta(seconds=ttl),
+            requested_by=client_address, ttl=timedelta(seconds=ttl),
         )
         queue_security_email(
             session, recipient=user.email, subject="Reset your Linkgate password",

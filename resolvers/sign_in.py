@@ -21,7 +21,9 @@ from models.accounts import Account
 from models.identity import LinkPurpose, UserSession
 from models.users import User
 from resolvers.accounts import create_account
-from resolvers.emailed_links import create_link, recent_links, retire_links, spend_link
+from resolvers.emailed_links import (
+    MailCaps, create_link, mail_allowed, open_link, retire_links, spend_link,
+)
 from resolvers.outbox import link_to, queue_security_email
 from resolvers.timing import answered_no_sooner_than
 from resolvers.tunables import Tunables
@@ -44,8 +46,12 @@ TWO_FACTOR_SETUP_REQUIRED = UserError(
     message="Staff logins must use two-factor sign-in; ask an administrator to set it up "
     "(linkgate create-staff --totp).", code="TWO_FACTOR_SETUP_REQUIRED",
 )
-# A pending sign-up sends at most this many confirmation mails to one address a day.
-MAX_SIGN_UP_MAILS_PER_DAY = 5
+# Sign-up mail: 5 a day to one address from one client.
+SIGN_UP_MAILS_PER_ADDRESS = 5
+PASSWORD_MISMATCH = UserError(
+    message="This is not the password chosen when signing up.", code="INVALID_CREDENTIALS",
+    field=["password"],
+)
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,13 @@ async def sign_up(
     password: str,
     name: str,
     account_name: str,
+    client_address: str,
     tunables: Tunables,
 ) -> list[UserError]:
     """Starts a sign-up: emails a confirmation link, or, when the email already has a login,
     a note to its owner. Both answer the same, in the same time; ``confirm_sign_up`` creates
-    the login and its account once the link is followed."""
+    the login and its account once the link is followed *and* the password is given again,
+    so whoever reads the mailbox cannot be signed up with a password someone else chose."""
     checked = {
         "email": clean_email(email),
         "password": clean_password(password),
@@ -154,11 +162,14 @@ async def sign_up(
     async with answered_no_sooner_than(tunables.answer_floor_seconds):
         password_hash = hash_password(password)  # both paths pay for it
         taken = await session.scalar(select(User.id).where(User.email == address)) is not None
-        if await recent_links(session, purpose=LinkPurpose.SIGN_UP, email=address,
-                              since=timedelta(days=1)) >= MAX_SIGN_UP_MAILS_PER_DAY:
-            return []  # enough mail to that address today; the answer stays the same
+        if not await mail_allowed(session, purpose=LinkPurpose.SIGN_UP, email=address,
+                                  requested_by=client_address, caps=MailCaps(
+                                      per_address_and_client=SIGN_UP_MAILS_PER_ADDRESS,
+                                      per_client=tunables.mail_links_per_client,
+                                      window=timedelta(days=1))):
+            return []  # enough mail from this client; the answer stays the same
         token = await create_link(
-            session, purpose=LinkPurpose.SIGN_UP, email=address,
+            session, purpose=LinkPurpose.SIGN_UP, email=address, requested_by=client_address,
             ttl=timedelta(seconds=tunables.sign_up_ttl_seconds),
             payload=None if taken else {
                 "name": checked["name"], "password_hash": password_hash,
@@ -174,13 +185,14 @@ async def sign_up(
                 f"{tunables.public_url}/forgot-password.\n",
             )
         else:
+            # No text the signer-up typed: it could be anyone, writing to anyone's mailbox.
             queue_security_email(
                 session, recipient=address, subject="Confirm your Linkgate sign-up",
-                body=f"Hello {checked['name']},\n\nconfirm your email to create your Linkgate "
-                f"login and the account \"{checked['accountName']}\":\n\n"
+                body="Hello,\n\nconfirm this email address to create your Linkgate login; you "
+                "will be asked for the password you chose when signing up:\n\n"
                 f"{link_to(tunables.public_url, 'confirm-sign-up', token)}\n\n"
                 f"The link works once, for {tunables.sign_up_ttl_seconds // 3600} hours. "
-                "If you did not sign up, ignore this email.\n",
+                "If you did not sign up, ignore this email: nothing is created without it.\n",
             )
         await session.commit()
     return []
@@ -193,12 +205,20 @@ INVALID_SIGN_UP_LINK = UserError(
 
 
 async def confirm_sign_up(
-    session: AsyncSession, *, token: str, client_address: str, user_agent: str | None,
-    sessions: SessionSettings,
+    session: AsyncSession, *, token: str, password: str, client_address: str,
+    user_agent: str | None, sessions: SessionSettings,
 ) -> SignedUp | UserError:
-    """Creates the login and its first account from a followed sign-up link, signed in."""
+    """Creates the login and its first account from a followed sign-up link and the password
+    chosen at sign-up, signed in. A wrong password leaves the link as it was."""
+    pending = await open_link(session, purpose=LinkPurpose.SIGN_UP, token=token)
+    if pending is None or not pending.payload:
+        await session.rollback()
+        return INVALID_SIGN_UP_LINK
+    if not verify_password(pending.payload["password_hash"], password):
+        await session.rollback()
+        return PASSWORD_MISMATCH
     link = await spend_link(session, purpose=LinkPurpose.SIGN_UP, token=token)
-    if link is None or not link.payload:
+    if link is None or not link.payload:  # a racing confirmation spent it first
         await session.rollback()
         return INVALID_SIGN_UP_LINK
     if await session.scalar(select(User.id).where(User.email == link.email)) is not None:

@@ -25,5 +25,7 @@ class Tunables:
     sign_up_ttl_seconds: int = 86_400
     public_url: str = "http://localhost:8000"
     staff_require_totp: bool = False
+    # Sign-up and reset links one client may have mailed per window (resolvers/emailed_links.py).
+    mail_links_per_client: int = 20
     # signUp and requestPasswordReset answer no sooner than this (resolvers/timing.py).
     answer_floor_seconds: float = 0.4

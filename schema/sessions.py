@@ -73,7 +73,8 @@ async def request_password_reset(
 ) -> RequestPasswordResetPayload:
     context = info.context
     await password_reset.request_password_reset(
-        context.session, email=input.email, tunables=context.tunables
+        context.session, email=input.email, client_address=context.client_address,
+        tunables=context.tunables,
     )
     return RequestPasswordResetPayload(ok=True)
 

@@ -67,6 +67,10 @@ class SignUpPayload:
 @strawberry.input
 class ConfirmSignUpInput:
     token: str = strawberry.field(description="The token from the sign-up email's link.")
+    password: str = strawberry.field(
+        description="The password chosen at signUp, again: whoever opens the link must know "
+        "it, so nobody can sign up someone else's address with a password of their own."
+    )
 
 
 @strawberry.type
@@ -101,7 +105,8 @@ async def sign_up(info: strawberry.Info, input: SignUpInput) -> SignUpPayload:
     context = info.context
     errors = await sign_in.sign_up(
         context.session, email=input.email, password=input.password, name=input.name,
-        account_name=input.account_name, tunables=context.tunables,
+        account_name=input.account_name, client_address=context.client_address,
+        tunables=context.tunables,
     )
     return SignUpPayload(ok=not errors, user_errors=UserError.list_from(errors))
 
@@ -109,8 +114,9 @@ async def sign_up(info: strawberry.Info, input: SignUpInput) -> SignUpPayload:
 async def confirm_sign_up(info: strawberry.Info, input: ConfirmSignUpInput) -> ConfirmSignUpPayload:
     context = info.context
     result = await sign_in.confirm_sign_up(
-        context.session, token=input.token, client_address=context.client_address,
-        user_agent=context.user_agent, sessions=context.sessions,
+        context.session, token=input.token, password=input.password,
+        client_address=context.client_address, user_agent=context.user_agent,
+        sessions=context.sessions,
     )
     if isinstance(result, UserErrorValue):
         return ConfirmSignUpPayload(user_errors=UserError.list_from(result))
@@ -148,7 +154,7 @@ class SignInMutations:
     confirm_sign_up: ConfirmSignUpPayload = strawberry.mutation(
         resolver=confirm_sign_up,
         description="Create the login and account from the sign-up email's link (single "
-        "use); signs in.",
+        "use) and the password chosen at signUp; signs in.",
     )
     login: LoginPayload = strawberry.mutation(
         resolver=login,

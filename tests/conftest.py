@@ -70,11 +70,11 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    # No answer floor, and no client-wide sign-in limit: the whole suite signs in from one
-    # address (127.0.0.1), and its tests of wrong passwords add up. The tests of the floor
-    # and of the client limit build an app with settings of their own.
+    # No answer floor, and no client-wide limits on sign-ins or mailed links: the whole suite
+    # signs up and in from one address (127.0.0.1). The tests of the floor and of those
+    # limits build an app with settings of their own.
     return Settings(database_url=database_url, secret_key=TEST_SECRET, answer_floor_seconds=0,
-                    login_client_max_failures=1_000_000)
+                    login_client_max_failures=1_000_000, mail_links_per_client=1_000_000)
 
 
 @pytest.fixture(scope="session")

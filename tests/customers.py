@@ -111,7 +111,7 @@ async def sign_up_and_confirm(gql: GraphQLClient, **fields: str) -> dict[str, An
     assert result["data"]["signUp"] == {"ok": True, "userErrors": []}, result
     token = await emailed_token(gql.engine, values["email"], "confirm-sign-up")
     assert token, f"no sign-up link was emailed to {values['email']}"
-    confirmed = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}})
+    confirmed = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token, "password": values["password"]}})
     payload = confirmed["data"]["confirmSignUp"]
     assert payload["userErrors"] == [], payload
     return payload

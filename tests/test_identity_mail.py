@@ -80,8 +80,8 @@ async def test_sign_up_and_password_reset_links_arrive_by_smtp_and_work_once(
                                               "accountName": "Mailed Ltd"}})
         await deliver(engine, port)
         sign_up_link = link_in(sink.messages, email, "confirm-sign-up")
-        first = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token_of(sign_up_link)}})
-        again = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token_of(sign_up_link)}})
+        first = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token_of(sign_up_link), "password": PASSWORD}})
+        again = await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token_of(sign_up_link), "password": PASSWORD}})
         assert first["data"]["confirmSignUp"]["account"]["name"] == "Mailed Ltd"
         assert again["data"]["confirmSignUp"]["userErrors"] == [
             {"field": ["token"], "message": again["data"]["confirmSignUp"]["userErrors"][0]["message"],
@@ -128,7 +128,7 @@ async def test_an_invitation_arrives_by_smtp_and_its_link_works_once_and_only_fo
         # Of another purpose, the invitation's token opens nothing.
         assert (await gql.execute(RESET, {"input": {"token": token, "password": "hijacked-pass"}})
                 )["data"]["resetPassword"]["userErrors"] == [{"code": "INVALID_TOKEN"}]
-        assert (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}})
+        assert (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token, "password": PASSWORD}})
                 )["data"]["confirmSignUp"]["userErrors"][0]["code"] == "INVALID_TOKEN"
         refresh = await gql.execute(
             "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { userErrors { code } } }",
@@ -154,5 +154,5 @@ async def _signed_up(gql: GraphQLClient, engine: AsyncEngine, port: int, sink: M
                                           "accountName": "Inviting Ltd"}})
     await deliver(engine, port)
     confirmed = await gql.execute(CONFIRM_SIGN_UP, {"input": {
-        "token": token_of(link_in(sink.messages, email, "confirm-sign-up"))}})
+        "token": token_of(link_in(sink.messages, email, "confirm-sign-up")), "password": PASSWORD}})
     return confirmed["data"]["confirmSignUp"]

@@ -117,3 +117,24 @@ async def test_a_weak_password_leaves_the_link_usable(gql: GraphQLClient, passwo
     assert token
     assert (await reset(gql, token, password))["userErrors"] == [{"field": ["password"], "code": code}]
     assert (await reset(gql, token, "long enough now"))["ok"]
+
+
+async def test_one_client_cannot_flood_mailboxes_nor_use_up_an_address(
+    settings: Any, engine: AsyncEngine, gql: GraphQLClient
+) -> None:
+    from linkgate.app import create_app
+    from tests.conftest import client_for
+
+    owners = [await new_customer(gql) for _ in range(4)]
+    app = create_app(settings.model_copy(update={"mail_links_per_client": 3}), engine=engine)
+    async with client_for(app, "10.14.0.1") as http:
+        flooder = GraphQLClient(http)
+        for owner in owners:  # all four answered alike; only three mails go out
+            assert (await request_reset(flooder, owner.email))["data"]["requestPasswordReset"]["ok"]
+        for _ in range(3):  # and the first owner's address is used up from here...
+            await request_reset(flooder, owners[0].email)
+    sent = [await emailed_token(engine, owner.email, "reset-password") for owner in owners]
+    assert [token is not None for token in sent] == [True, True, True, False]
+    async with client_for(app, "10.14.0.2") as http:  # ...not from the owner's own desk
+        await request_reset(GraphQLClient(http), owners[0].email)
+    assert await emailed_token(engine, owners[0].email, "reset-password") != sent[0]

@@ -71,7 +71,7 @@ async def test_sign_up_emails_a_link_that_creates_the_login_and_account_once(gql
     assert code_of(await login(gql, email, PASSWORD)) == "INVALID_CREDENTIALS"
     token = await emailed_token(gql.engine, email, "confirm-sign-up")
     assert token and token.startswith("lgs_")
-    confirmed = (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}}))["data"]["confirmSignUp"]
+    confirmed = (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token, "password": PASSWORD}}))["data"]["confirmSignUp"]
     assert confirmed["userErrors"] == []
     assert confirmed["account"]["name"] == "Analytical Engines"
     assert confirmed["account"]["number"].startswith("ACC-")
@@ -82,7 +82,7 @@ async def test_sign_up_emails_a_link_that_creates_the_login_and_account_once(gql
                            token=confirmed["token"])
     assert [edge["node"] for edge in me["data"]["viewer"]["accounts"]["edges"]] == [
         {"number": confirmed["account"]["number"], "viewerIsOwner": True}]
-    again = (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}}))["data"]["confirmSignUp"]
+    again = (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token, "password": PASSWORD}}))["data"]["confirmSignUp"]
     assert again["token"] is None and [e["code"] for e in again["userErrors"]] == ["INVALID_TOKEN"]
     assert code_of(await login(gql, email, PASSWORD)) == "OK"
 
@@ -128,7 +128,7 @@ async def test_sign_up_rejects_bad_input(
 
 @pytest.mark.parametrize("token", ["", "lgs_", "lgs_" + "A" * 43, "\u0000", "\ud800", "x" * 50_000])
 async def test_bad_sign_up_links_change_nothing(gql: GraphQLClient, token: str) -> None:
-    response = await gql.post(CONFIRM_SIGN_UP, {"input": {"token": token}})
+    response = await gql.post(CONFIRM_SIGN_UP, {"input": {"token": token, "password": PASSWORD}})
     assert response.status_code == 200, response.text
     payload = response.json()["data"]["confirmSignUp"]
     assert payload["token"] is None and [e["code"] for e in payload["userErrors"]] == ["INVALID_TOKEN"]
@@ -147,7 +147,7 @@ async def test_two_confirmed_sign_ups_for_one_email_make_one_login(gql: GraphQLC
     async with create_session_factory(engine)() as session:
         tokens = [row.body.split("#token=")[1].split()[0] for row in await session.scalars(
             select(Notification).where(Notification.recipient == email))]
-    results = [(await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token}}))["data"]["confirmSignUp"]
+    results = [(await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": token, "password": PASSWORD}}))["data"]["confirmSignUp"]
                for token in tokens]
     assert [bool(result["token"]) for result in results] == [True, False]
     async with create_session_factory(engine)() as session:
@@ -486,3 +486,37 @@ async def test_sign_up_names_no_one_can_type_read_the_same_for_any_email(
         answers.append(response.json()["data"]["signUp"])
     assert answers[0] == answers[1]
     assert answers[0]["ok"] is False and answers[0]["userErrors"][0]["code"] == "NAME_INVALID"
+
+
+async def test_a_sign_up_planted_on_someone_elses_email_cannot_be_completed_by_its_owner(
+    app: Any, gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    """Mallory signs up the new hire's address with her own password, over and over. The new
+    hire's own sign-up still gets a link, and opening one of Mallory's links needs Mallory's
+    password: nobody ends up with a login whose password someone else chose."""
+    email = unique_email("newhire")
+    async with client_for(app, "10.13.0.1") as http:
+        mallory = GraphQLClient(http)
+        for _ in range(8):
+            await mallory.execute(SIGN_UP, {"input": {
+                "email": email, "password": "mallory-knows-this", "name": "New Hire", "accountName": "Trap"}})
+    planted = await emailed_token(engine, email, "confirm-sign-up")
+    assert planted
+    async with client_for(app, "10.13.0.2") as http:
+        newhire = GraphQLClient(http)
+        refused = (await newhire.execute(CONFIRM_SIGN_UP, {"input": {"token": planted, "password": PASSWORD}})
+                   )["data"]["confirmSignUp"]
+        assert refused["token"] is None and refused["userErrors"][0]["code"] == "INVALID_CREDENTIALS"
+        assert (await newhire.execute(SIGN_UP, {"input": {
+            "email": email, "password": PASSWORD, "name": "New Hire", "accountName": "Real"}}))["data"]["signUp"]["ok"]
+        own = await emailed_token(engine, email, "confirm-sign-up")
+        assert own and own != planted
+        confirmed = (await newhire.execute(CONFIRM_SIGN_UP, {"input": {"token": own, "password": PASSWORD}})
+                     )["data"]["confirmSignUp"]
+        assert confirmed["userErrors"] == [] and confirmed["account"]["name"] == "Real"
+        assert code_of(await login(newhire, email, "mallory-knows-this")) == "INVALID_CREDENTIALS"
+    # Mallory's links are dead now: the address has its login.
+    assert (await gql.execute(CONFIRM_SIGN_UP, {"input": {"token": planted, "password": "mallory-knows-this"}})
+            )["data"]["confirmSignUp"]["userErrors"][0]["code"] == "INVALID_TOKEN"
+    # Mail from one client is capped (5 to that address a day): Mallory's eight sent five.
+    assert len([m for m in await mails_to(engine, email) if m.subject == "Confirm your Linkgate sign-up"]) == 6
