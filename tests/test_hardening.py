@@ -164,3 +164,35 @@ def test_the_benchmark_dashboard_fits_the_default_cost_limit() -> None:
 
     cost = estimate_cost(build_schema()._schema, parse(DASHBOARD), None, {"first": 50})
     assert 50_000 < cost <= Settings.model_fields["max_query_cost"].default
+
+
+SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("body", "token_needed"),
+    [
+        # Echoed back in the error message ("got invalid value …").
+        ({"query": "query($id: ID!) { node(id: $id) { id } }", "variables": {"id": SURROGATE}}, False),
+        ({"query": "mutation($i: RevokeInvitationInput!) { revokeInvitation(input: $i) { userErrors { code } } }",
+          "variables": {"i": {"invitationId": SURROGATE}}}, True),
+        ({"query": "mutation($i: ActivateSubAccountInput!) { activateSubAccount(input: $i) { userErrors { code } } }",
+          "variables": {"i": {"contactId": "x", "permissions": [SURROGATE]}}}, True),
+        ({"query": "mutation($i: LoginInput!) { login(input: $i) { token } }",
+          "variables": {"i": {"email": "a@b.example", "password": "x", SURROGATE: 1}}}, False),
+        ({"query": "{ viewer { user { id } } }", "operationName": SURROGATE}, False),
+        ({"query": "{ " + SURROGATE + " }"}, False),
+    ],
+)
+async def test_a_lone_surrogate_anywhere_is_a_clear_error(
+    gql: GraphQLClient, tokens: dict[str, str], body: dict[str, Any], token_needed: bool
+) -> None:
+    import json
+
+    headers = {"content-type": "application/json"}
+    if token_needed:
+        headers["authorization"] = f"Bearer {tokens['olivia']}"
+    response = await gql.http.post("/graphql", content=json.dumps(body), headers=headers)
+    assert response.status_code < 500, response.text
+    errors = response.json()["errors"]
+    assert errors and all(error["extensions"]["code"] == "BAD_USER_INPUT" for error in errors), errors
