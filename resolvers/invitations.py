@@ -11,6 +11,13 @@ nor tell from the answer whether an email is registered (DESIGN: "no oracle").
 Only the token's digest is stored (``auth.secrets``); the link travels as security mail,
 attached to no account, so no account's email history shows it. Accepting spends the
 invitation with one conditional UPDATE: two requests racing with one link cannot both win.
+
+An invitation speaks for its inviter, so it is worth no more than the inviter's rights *at
+acceptance*: the inviter is looked up again then (``_inviter_holds``). If the inviter's login
+is gone or no longer holds CONTACTS_MANAGE on the account, the link is dead (``INVALID_TOKEN``,
+nothing changes); otherwise the membership gets the invitation's permissions that the inviter
+still holds there, and no others. So a sub-account that is removed or demoted cannot come back,
+or keep what it lost, through an invitation it sent to an address of its own beforehand.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.errors import NotFound
 from auth.passwords import hash_password
 from auth.permissions import Permission, Permissions, parse_permissions, sorted_permissions
-from auth.policy import AccessMap
+from auth.policy import AccessMap, load_access
 from auth.principals import Principal
 from auth.secrets import digest, new_secret
 from auth.sessions import IssuedTokens, SessionSettings, start_session
@@ -42,7 +49,7 @@ from resolvers.database import begin_write
 from resolvers.outbox import link_to, queue_security_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_password, clean_person_name, is_text
+from resolvers.validation import clean_password, clean_person_name
 
 TOKEN_PREFIX = "lgi_"
 # ``lgi_`` + 43 URL-safe characters (32 random bytes); anything else is no token of ours.
@@ -113,16 +120,6 @@ class Accepted:
 
 def permission_names(permissions: Permissions) -> list[str]:
     return [permission.value for permission in sorted_permissions(permissions)]
-
-
-def _clean_new_name(value: str | None) -> str | UserError:
-    """A person's name that a database column can hold (no NUL, no lone surrogate: both
-    arrive through JSON)."""
-    value = value or ""
-    if "\x00" in value or not is_text(value):
-        return UserError(message="The name contains a character that cannot be typed.",
-                         code="NAME_INVALID", field=["name"])
-    return clean_person_name(value)
 
 
 async def create_invitation(
@@ -245,7 +242,7 @@ def _checked_token(token: str) -> str | None:
 
 def _checked_new_login(name: str | None, password: str | None) -> tuple[str, str] | list[UserError]:
     """The new login's name and password, or every problem with them."""
-    checked_name = _clean_new_name(name)
+    checked_name = clean_person_name(name or "")
     checked_password = clean_password(password or "")
     if isinstance(checked_name, str) and isinstance(checked_password, str):
         return checked_name, checked_password
@@ -282,6 +279,10 @@ async def accept_invitation(
     )
     if invitation is None or contact is None or contact.email != invitation.email:
         # (A deleted contact or a changed email revokes the invitation; this is the backstop.)
+        await session.rollback()
+        return INVALID_INVITATION
+    inviter_holds = await _inviter_holds(session, invitation)
+    if inviter_holds is None:
         await session.rollback()
         return INVALID_INVITATION
     user = await session.scalar(select(User).where(User.email == invitation.email))
@@ -324,7 +325,8 @@ async def accept_invitation(
             session.add(user)
             await session.flush()
         assert user is not None
-        permissions = permission_names(parse_permissions(invitation.permissions))
+        invited = parse_permissions(invitation.permissions)
+        permissions = permission_names(invited & inviter_holds)
         membership = Membership(user_id=user.id, account_id=account.id, permissions=permissions)
         session.add(membership)
         await session.flush()
@@ -344,7 +346,10 @@ async def accept_invitation(
         session, actor=actor, action="subaccount.activated", account_id=account.id,
         target=("user", user.id), before={"permissions": []},
         after={"permissions": permissions, "contact_id": contact.id,
-               "invitation_id": invitation.id},
+               "invitation_id": invitation.id,
+               # What the invitation offered beyond the inviter's rights at acceptance.
+               **({"withheld": permission_names(invited - inviter_holds)}
+                  if invited - inviter_holds else {})},
     )
     tokens = None
     if created:
@@ -355,6 +360,24 @@ async def accept_invitation(
     await session.commit()
     await session.refresh(invitation)
     return Accepted(invitation=invitation, membership=membership, user=user, tokens=tokens)
+
+
+async def _inviter_holds(session: AsyncSession, invitation: Invitation) -> Permissions | None:
+    """What the inviter holds on the invitation's account now, or None when the invitation no
+    longer speaks for anyone: the inviter's login is gone, or it lost CONTACTS_MANAGE there
+    (removed as a sub-account, demoted). Checked at acceptance, since rights change after an
+    invitation is sent."""
+    inviter = None if invitation.invited_by_id is None else await session.get(
+        User, invitation.invited_by_id
+    )
+    if inviter is None:
+        return None
+    access = await load_access(
+        session, Principal(user_id=inviter.id, staff_role=inviter.staff_role)
+    )
+    if not access.has(invitation.account_id, Permission.CONTACTS_MANAGE):
+        return None
+    return access.permissions_on(invitation.account_id)
 
 
 async def _cannot_join(session: AsyncSession, user: User, account: Account) -> UserError | None:

@@ -4,6 +4,12 @@ The database holds the invariants: ``link_members`` is unique on ``(kind, accoun
 head has a row too), so per kind an account stands in at most one group and chains cannot
 form. The code re-checks them first to answer with a ``userError`` instead of a failed insert;
 the unique index still decides between two concurrent links.
+
+A proof of control is the account's enrollment token or its owner's sign-in: email, password
+and, when the owner has two-factor sign-in on, a second factor too, so a link never asks for
+less than signing in would. Wrong owner credentials also count as failed sign-ins of that
+email (``auth.throttle``), so linking gives no password guesses beyond the sign-in's own. Every
+link made with a proof is told to the linked account's owner by security mail.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.enrollment import enrollment_token_matches, hash_enrollment_token
 from auth.errors import NotFound, PermissionDenied
 from auth.passwords import verify_password
-from auth.permissions import Permission
+from auth.permissions import LINK_SCOPES, Permission, sorted_permissions
 from auth.policy import AccessMap
 from auth.principals import Principal
 from auth.throttle import FailureThrottle, ThrottleSettings
@@ -27,8 +33,10 @@ from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.outbox import queue_security_email
+from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
-from resolvers.validation import normalize_email
+from resolvers.validation import is_text, normalize_email
 
 MAX_FRIENDLY_NAME = 100
 
@@ -41,6 +49,8 @@ class OwnerCredentials:
     account_number: str
     email: str
     password: str
+    # The owner's second factor (TOTP or recovery code), needed when their two-factor is on.
+    otp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,12 @@ def proof_throttle(principal: Principal, account_number: str, settings: Throttle
     return FailureThrottle("link", account_number, f"user:{principal.user_id}", settings)
 
 
+def credentials_throttle(email: str, client_address: str, settings: ThrottleSettings) -> FailureThrottle:
+    """The sign-in's own buckets (``resolvers.sign_in.login``): owner credentials are a
+    password guess like any sign-in, so they share its budget instead of adding to it."""
+    return FailureThrottle("login", normalize_email(email) or email[:254], client_address, settings)
+
+
 INVALID_PROOF = UserError(
     message="The account number and proof of control do not match.", code="INVALID_PROOF",
     field=["proof"],
@@ -82,20 +98,45 @@ ALREADY_LINKED = UserError(
 )
 
 
-async def _proven_account(session: AsyncSession, proof: Proof) -> tuple[Account | None, LinkMethod]:
-    """The account the proof is for, or None: a wrong half of a proof is never named."""
-    account = await session.scalar(select(Account).where(Account.number == proof.account_number))
+@dataclass(frozen=True)
+class _Checked:
+    """What a proof showed. ``account`` is None unless the whole proof holds (a wrong half is
+    never named); ``credentials_right`` says whether an owner-credentials proof had the right
+    password (and second factor) for its email, whatever the account: that alone decides the
+    sign-in throttle."""
+
+    account: Account | None
+    method: LinkMethod
+    credentials_right: bool = False
+
+
+async def _proven_account(session: AsyncSession, proof: Proof) -> _Checked:
+    """Checks the proof; spends the owner's second factor only after the password matched."""
+    number = proof.account_number
+    # A number no account can have (a NUL or a lone surrogate, which the database refuses)
+    # is simply wrong, like any unknown number.
+    account = None if "\x00" in number or not is_text(number) else await session.scalar(
+        select(Account).where(Account.number == number)
+    )
     if isinstance(proof, EnrollmentProof):
         matches = enrollment_token_matches(
             proof.enrollment_token, account.enrollment_token_hash if account else _NO_TOKEN_HASH
         )
-        return (account if matches and account else None), LinkMethod.ENROLLMENT_TOKEN
+        return _Checked(account if matches and account else None, LinkMethod.ENROLLMENT_TOKEN)
     email = normalize_email(proof.email)
     owner = None if email is None else await session.scalar(select(User).where(User.email == email))
     # The password is checked even when the rest is wrong, so every failure costs the same.
     password_ok = verify_password(owner.password_hash if owner else None, proof.password)
-    proven = account is not None and owner is not None and password_ok and account.owner_id == owner.id
-    return (account if proven else None), LinkMethod.OWNER_CREDENTIALS
+    otp = proof.otp or ""
+    credentials_right = owner is not None and password_ok and (
+        # As at sign-in: with two-factor on, the password alone proves nothing. A missing or
+        # wrong code reads as any other wrong half.
+        not owner.has_two_factor or (otp != "" and await second_factor_matches(session, owner, otp))
+    )
+    proven = credentials_right and account is not None and owner is not None and (
+        account.owner_id == owner.id
+    )
+    return _Checked(account if proven else None, LinkMethod.OWNER_CREDENTIALS, credentials_right)
 
 
 async def link_account(
@@ -108,12 +149,15 @@ async def link_account(
     proof: Proof,
     friendly_name: str | None,
     group_name: str | None,
+    client_address: str,
     throttle: ThrottleSettings,
 ) -> Linked | UserError:
     """Link the proven account into the group of ``kind`` headed by ``head_account_id``.
 
     Needs LINKS_MANAGE on the head (and BILLING_MANAGE for a BILLING group). The group is
-    created on the first link.
+    created on the first link. Wrong proofs are throttled per account and user
+    (``proof_throttle``); owner credentials also per email and ``client_address``, as
+    sign-ins are (``credentials_throttle``).
     """
     await begin_write(session)
     head = await require_account(session, access, head_account_id, Permission.LINKS_MANAGE)
@@ -134,7 +178,7 @@ async def link_account(
     number = proof.account_number.strip().upper()
     proof = (
         EnrollmentProof(number, proof.enrollment_token) if isinstance(proof, EnrollmentProof)
-        else OwnerCredentials(number, proof.email, proof.password)
+        else OwnerCredentials(number, proof.email, proof.password, proof.otp)
     )
     if number == head.number:
         return UserError(
@@ -143,9 +187,16 @@ async def link_account(
         )
     guard = proof_throttle(principal, number, throttle)
     await guard.attempt(session)
-    target, method = await _proven_account(session, proof)
+    sign_in_guard = None
+    if isinstance(proof, OwnerCredentials):
+        sign_in_guard = credentials_throttle(proof.email, client_address, throttle)
+        await sign_in_guard.attempt(session)
+    checked = await _proven_account(session, proof)
+    target, method = checked.account, checked.method
+    if sign_in_guard is not None and checked.credentials_right:
+        await sign_in_guard.succeeded(session)
     if target is None:
-        await session.commit()  # the attempt stays counted
+        await session.commit()  # the attempts stay counted
         return INVALID_PROOF
     await guard.succeeded(session)
     if AccountStatus.CLOSED in (head.status, target.status):
@@ -222,8 +273,43 @@ async def link_account(
             session, actor=principal, action="link.created", account_id=account_id,
             target=("link_group", group.id), after=details,
         )
+    await _tell_owner(session, head=head, target=target, kind=kind, method=method,
+                      group_id=group.id)
     await session.commit()
     return Linked(group=group, head_account_id=head.id, member=member)
+
+
+# How each proof is named in the owner's mail, and what to do if the owner did not link.
+_PROOF_WORDING = {
+    LinkMethod.OWNER_CREDENTIALS: ("your email and password", "change your password"),
+    LinkMethod.ENROLLMENT_TOKEN: ("the account's enrollment token",
+                                  "check who has seen your invoices"),
+}
+
+
+async def _tell_owner(
+    session: AsyncSession, *, head: Account, target: Account, kind: LinkKind,
+    method: LinkMethod, group_id: int,
+) -> None:
+    """Security mail to the linked account's owner, in the link's transaction: whoever holds
+    their password or enrollment token can hand part of the account to another one, so the
+    owner hears of it at once. It names the head and the kind, never a secret."""
+    owner = await session.get(User, target.owner_id)
+    if owner is None:
+        return
+    flowing = ", ".join(permission.value for permission in sorted_permissions(LINK_SCOPES[kind]))
+    proof, advice = _PROOF_WORDING.get(method, ("a proof of control", "check who could give it"))
+    queue_security_email(
+        session, recipient=owner.email,
+        subject=f"Your Linkgate account {target.number} was linked to another account",
+        body=f"Hello {owner.name},\n\nyour Linkgate account \"{target.name}\" ({target.number}) "
+        f"was linked, with {proof}, into the "
+        f"{kind.value} group headed by the account \"{head.name}\" ({head.number}). People "
+        f"with these permissions on that account now hold them on yours too: {flowing}.\n\n"
+        "If that was you, there is nothing to do. If not, unlink it at once (unlinkAccount, "
+        f"from your account's side), {advice}, and tell our support.\n",
+        related=("link_group", group_id),
+    )
 
 
 async def unlink_account(

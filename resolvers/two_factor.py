@@ -3,7 +3,8 @@
 A second factor is a current TOTP code (never one already used) or one of the user's unused
 recovery codes, which it spends. Turning it on takes two steps so nobody is locked out by a
 secret their app never read: ``enable_two_factor`` hands out a pending secret, and
-``confirm_two_factor`` puts it in force once a code made from it comes back.
+``confirm_two_factor`` puts it in force once a code made from it comes back, together with the
+password (a stolen access token alone must not lock the owner out with a secret of its own).
 
 Whatever weakens the login (turning it off, new recovery codes) takes a second factor, is
 throttled with the sign-in's own counters (so it cannot be used to guess codes instead of
@@ -137,13 +138,22 @@ async def enable_two_factor(
 
 
 async def confirm_two_factor(
-    session: AsyncSession, *, principal: Principal, code: str
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    code: str,
+    password: str,
+    client_address: str,
+    throttle: ThrottleSettings,
 ) -> list[str] | UserError:
-    """Puts the pending secret in force with a current code made from it; returns the new
-    recovery codes, the only time they are shown.
+    """Puts the pending secret in force with a current code made from it and the password;
+    returns the new recovery codes, the only time they are shown.
 
-    Not throttled: the pending secret was just handed to this same caller, so there is
-    nothing to guess here.
+    The password, because an access token alone must not turn two-factor on: whoever stole
+    one could put a secret of their own in force and lock the owner out of their login. A
+    wrong password counts as a failed sign-in (a token is no way to guess the password
+    behind it). The code itself is not guessed at: the pending secret was handed to this
+    caller.
     """
     user = await _locked_user(session, principal)
     if user.has_two_factor:
@@ -152,9 +162,15 @@ async def confirm_two_factor(
     if user.totp_secret is None:
         await session.rollback()
         return TWO_FACTOR_NOT_STARTED
+    guard = FailureThrottle("login", user.email, client_address, throttle)
+    await guard.attempt(session)
+    if not _password_matches(user, password):
+        await session.commit()  # the attempt stays counted; two-factor stays off
+        return INVALID_PASSWORD
+    await guard.succeeded(session)
     step = matching_step(user.totp_secret, code, last_step=None) if plausible_code(code) else None
     if step is None:
-        await session.rollback()
+        await session.commit()  # only the throttle's bookkeeping
         return INVALID_CODE
     user.totp_enabled_at = utcnow()
     user.totp_last_step = step  # the confirming code cannot sign in afterwards

@@ -36,9 +36,14 @@ class AuditEvent(Node):
         return await user_name(info, self.actor_user_id)
 
     @classmethod
-    def from_model(cls, row: AuditRow) -> AuditEvent:
+    def from_model(cls, row: AuditRow) -> AuditEvent | None:
+        """None for an event of no account (a login's own: two-factor on or off): as with
+        security mail, the API holds no such object for anyone, staff included, since staff
+        permissions cover every account id (``Notification.from_model``)."""
+        if row.account_id is None:
+            return None
         return cls(
-            pk=row.id, account_id=row.account_id or 0, action=row.action,
+            pk=row.id, account_id=row.account_id, action=row.action,
             actor_is_staff=row.actor_is_staff, target_type=row.target_type,
             created_at=row.created_at, actor_user_id=row.actor_user_id,
             _before=row.before, _after=row.after,

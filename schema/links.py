@@ -129,11 +129,18 @@ async def load_link_group(info: strawberry.Info, group_id: int) -> LinkGroup | N
     return LinkGroup.from_model(row, head_account_id=head, member_rows=members)
 
 
-@strawberry.input(description="Proof of control: the email and password of the account's owner.")
+@strawberry.input(description="Proof of control: the sign-in of the account's owner (email, "
+                  "password and, when the owner has two-factor sign-in on, a code).")
 class OwnerCredentialsInput:
     account_number: str = strawberry.field(description="The account to link, e.g. ACC-100234.")
     email: str
     password: str
+    otp: str | None = strawberry.field(
+        default=None,
+        description="The owner's authenticator code or a recovery code (spent by a right "
+        "proof); required when the owner has two-factor sign-in on. A missing or wrong code is "
+        "`INVALID_PROOF`, like any other wrong half.",
+    )
 
 
 @strawberry.input(description="Proof of control: the account number and the enrollment token "
@@ -190,14 +197,15 @@ async def link_account(info: strawberry.Info, input: LinkAccountInput) -> LinkAc
         return LinkAccountPayload(user_errors=UserError.list_from(PROOF_REQUIRED))
     if input.credentials is not None:
         given = input.credentials
-        proof = links.OwnerCredentials(given.account_number, given.email, given.password)
+        proof = links.OwnerCredentials(given.account_number, given.email, given.password, given.otp)
     else:
         assert input.enrollment is not None
         proof = links.EnrollmentProof(input.enrollment.account_number, input.enrollment.enrollment_token)
     result = await links.link_account(
         context.session, context.access, principal=principal, head_account_id=head_id,
         kind=input.kind, proof=proof, friendly_name=input.friendly_name,
-        group_name=input.group_name, throttle=context.throttle,
+        group_name=input.group_name, client_address=context.client_address,
+        throttle=context.throttle,
     )
     if isinstance(result, UserErrorValue):
         return LinkAccountPayload(user_errors=UserError.list_from(result))
@@ -230,7 +238,9 @@ class LinkMutations:
         resolver=link_account,
         description="Link an account you prove control of into the group of `kind` headed by "
         "`headAccountId` (LINKS_MANAGE there, and BILLING_MANAGE for BILLING). Wrong proofs "
-        "are throttled as sign-ins are: per (account, user), per user, and per account.",
+        "are throttled as sign-ins are: per (account, user), per user, and per account; wrong "
+        "owner credentials also count as failed sign-ins of that email. The linked account's "
+        "owner is told by email.",
     )
     unlink_account: UnlinkAccountPayload = strawberry.mutation(
         resolver=unlink_account,

@@ -31,7 +31,8 @@ class _Fetch:
     """How to load one ``Node`` type by primary key."""
 
     loader: str
-    convert: Callable[[Any], Node]
+    # None: the row is no object of the API (security mail, a login's own audit events).
+    convert: Callable[[Any], Node | None]
 
 _BY_LOADER: dict[str, _Fetch] = {
     "Account": _Fetch("account_by_id", Account.from_model),

@@ -21,9 +21,15 @@ class Notification(Node):
     sent_at: datetime | None
 
     @classmethod
-    def from_model(cls, row: NotificationRow) -> Notification:
+    def from_model(cls, row: NotificationRow) -> Notification | None:
+        """None for security mail (no account: invitations, resets, sign-in alerts): it is
+        its recipient's alone, so the API holds no such object for anyone, staff included,
+        and ``node(id:)`` answers as for an unknown ID. (No stand-in account id would do:
+        staff permissions cover every account id.)"""
+        if row.account_id is None:
+            return None
         return cls(
-            pk=row.id, account_id=row.account_id or 0, category=row.category,
+            pk=row.id, account_id=row.account_id, category=row.category,
             recipient=row.recipient, subject=row.subject, created_at=row.created_at,
             sent_at=row.sent_at,
         )

@@ -24,6 +24,9 @@ class EnableTwoFactorPayload:
 @strawberry.input
 class ConfirmTwoFactorInput:
     code: str = strawberry.field(description="The authenticator app's current code.")
+    password: str = strawberry.field(
+        description="The login's current password: a session alone cannot turn two-factor on.",
+    )
 
 
 @strawberry.input
@@ -71,7 +74,9 @@ async def enable_two_factor(info: strawberry.Info) -> EnableTwoFactorPayload:
 async def confirm_two_factor(info: strawberry.Info, input: ConfirmTwoFactorInput) -> RecoveryCodesPayload:
     context = info.context
     result = await two_factor.confirm_two_factor(
-        context.session, principal=context.signed_in(), code=input.code
+        context.session, principal=context.signed_in(), code=input.code,
+        password=input.password, client_address=context.client_address,
+        throttle=context.throttle,
     )
     return RecoveryCodesPayload.from_result(result)
 
@@ -108,8 +113,9 @@ class TwoFactorMutations:
     )
     confirm_two_factor: RecoveryCodesPayload = strawberry.mutation(
         resolver=confirm_two_factor,
-        description="Turn two-factor sign-in on with a current code from the new secret; "
-        "returns ten recovery codes, once. `INVALID_OTP` leaves it off.",
+        description="Turn two-factor sign-in on with a current code from the new secret and "
+        "the password; returns ten recovery codes, once. `INVALID_OTP` or "
+        "`INVALID_CREDENTIALS` leaves it off; wrong passwords are throttled as failed sign-ins.",
     )
     disable_two_factor: DisableTwoFactorPayload = strawberry.mutation(
         resolver=disable_two_factor,

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.accounts import Membership
+from models.audit import AuditEvent
 from models.base import utcnow
 from models.database import create_session_factory
 from models.identity import Invitation
@@ -49,6 +50,14 @@ query($n: String!) {
 }
 """
 LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token userErrors { code } } }"
+DELETE_CONTACT = """
+mutation($input: DeleteContactInput!) { deleteContact(input: $input) { deletedContactId userErrors { code } } }
+"""
+SET_PERMISSIONS = """
+mutation($input: SetSubAccountPermissionsInput!) {
+  setSubAccountPermissions(input: $input) { membership { permissions } userErrors { code } }
+}
+"""
 OWN_PASSWORD = "the invitee's own secret"
 
 
@@ -244,8 +253,9 @@ async def test_expired_revoked_tampered_and_foreign_tokens_fail(gql: GraphQLClie
         assert await count_rows(engine, User, User.email == email) == 0
     assert await count_rows(engine, Membership, Membership.account_id == pk(owner.account.id)) == 0
     # Nothing was spent along the way: the sign-up link and the real invitation still work.
-    assert (await gql.execute("mutation($t: String!) { confirmSignUp(input: {token: $t}) { userErrors { code } } }",
-                              {"t": sign_up_link}))["data"]["confirmSignUp"]["userErrors"] == []
+    assert (await gql.execute(
+        "mutation($t: String!, $p: String!) { confirmSignUp(input: {token: $t, password: $p}) { userErrors { code } } }",
+        {"t": sign_up_link, "p": PASSWORD}))["data"]["confirmSignUp"]["userErrors"] == []
     assert (await accept(gql, " " + link + "\n"))["userErrors"] == []
 
 
@@ -434,3 +444,71 @@ async def test_bad_input_is_a_clear_answer_never_a_crash(gql: GraphQLClient, eng
     assert await count_rows(engine, User, User.email == contact["email"]) == 0
     assert await status_of(gql, owner, invitation["id"]) == "PENDING"
     assert (await accept(gql, link))["token"]
+
+
+# --- an invitation is worth no more than its inviter's rights at acceptance (review C) ---------
+
+MANAGER_PERMISSIONS = ["CONTACTS_READ", "CONTACTS_MANAGE", "INVOICES_READ"]
+
+
+async def planted(gql: GraphQLClient, owner: Customer, permissions: list[str]) -> tuple[Any, str, str]:
+    """A CONTACTS_MANAGE sub-account that invites an address of its own (a contact it adds):
+    (the sub-account, the invited address, the emailed link)."""
+    manager = await new_sub_account(gql, owner.token, owner.account.id, MANAGER_PERMISSIONS)
+    alias = unique_email("alias")
+    contact = (await add_contact(gql, manager.token, owner.account.id, email=alias, name="Al Ias"))["contact"]
+    sent = await invite(gql, manager.token, contact["id"], permissions)
+    assert sent["userErrors"] == [], sent
+    link = await emailed_token(gql.engine, alias, "accept-invitation")
+    assert link
+    return manager, alias, link
+
+
+async def test_a_removed_sub_account_cannot_come_back_through_an_invitation_it_planted(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    manager, alias, link = await planted(gql, owner, MANAGER_PERMISSIONS)
+    # The owner removes the sub-account: deleting its contact ends its membership.
+    deleted = await gql.execute(DELETE_CONTACT, {"input": {"contactId": manager.contact_id}}, token=owner.token)
+    assert deleted["data"]["deleteContact"]["userErrors"] == [], deleted
+    assert await permissions_on(gql, manager.token, owner.account.number) is None
+
+    refused = await accept(gql, link)
+    assert codes(refused) == ["INVALID_TOKEN"] and refused["token"] is None
+    # Nothing changed: no login, no membership, the invitation not spent.
+    assert await count_rows(engine, User, User.email == alias) == 0
+    assert await count_rows(engine, Membership, Membership.account_id == pk(owner.account.id)) == 0
+    assert await count_rows(engine, Invitation, Invitation.email == alias,
+                            Invitation.accepted_at.is_not(None)) == 0
+    assert "subaccount.activated" not in (await audit_actions(engine, owner.account.number))[-3:]
+    # Signed in as an existing login of that address, the same answer.
+    existing = await sign_up_and_confirm(gql, email=alias)
+    assert codes(await accept(gql, link, token=existing["token"])) == ["INVALID_TOKEN"]
+    assert await count_rows(engine, Membership, Membership.account_id == pk(owner.account.id)) == 0
+
+
+async def test_a_demoted_inviter_grants_only_what_it_still_holds(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql)
+    manager, alias, link = await planted(gql, owner, ["CONTACTS_READ", "INVOICES_READ"])
+    demoted = await gql.execute(SET_PERMISSIONS, {"input": {
+        "accountId": owner.account.id, "userId": manager.user_id,
+        "permissions": ["CONTACTS_READ", "CONTACTS_MANAGE"],
+    }}, token=owner.token)
+    assert demoted["data"]["setSubAccountPermissions"]["userErrors"] == [], demoted
+
+    accepted = await accept(gql, link)
+    assert accepted["userErrors"] == [] and accepted["token"], accepted
+    assert await permissions_on(gql, accepted["token"], owner.account.number) == {"CONTACTS_READ"}
+    async with create_session_factory(engine)() as session:
+        stored = await session.scalar(select(Membership.permissions).join(User, User.id == Membership.user_id)
+                                      .where(User.email == alias))
+        audited = await session.scalar(
+            select(AuditEvent.after).where(AuditEvent.account_id == pk(owner.account.id),
+                                           AuditEvent.action == "subaccount.activated")
+            .order_by(AuditEvent.id.desc()).limit(1)
+        )
+    assert stored == ["CONTACTS_READ"]
+    assert audited["permissions"] == ["CONTACTS_READ"] and audited["withheld"] == ["INVOICES_READ"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import pyotp
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,7 +16,10 @@ from auth.permissions import LINK_SCOPES
 from models.accounts import Account, AccountStatus
 from models.audit import AuditEvent
 from models.database import create_session_factory
+from models.base import utcnow
 from models.links import LinkKind, LinkMember, LinkMethod
+from models.notifications import Notification
+from models.users import User
 from schema.relay import decode_global_id
 from linkgate.app import create_app
 from tests.conftest import GraphQLClient, client_for
@@ -50,8 +55,11 @@ SUB_ACCOUNT_PERMISSIONS = [
 ]
 
 
-def by_credentials(owner: Customer, number: str, password: str = PASSWORD) -> dict[str, Any]:
-    return {"credentials": {"accountNumber": number, "email": owner.email, "password": password}}
+def by_credentials(
+    owner: Customer, number: str, password: str = PASSWORD, otp: str | None = None
+) -> dict[str, Any]:
+    credentials = {"accountNumber": number, "email": owner.email, "password": password}
+    return {"credentials": credentials if otp is None else {**credentials, "otp": otp}}
 
 
 def by_enrollment(number: str, token: str) -> dict[str, Any]:
@@ -80,8 +88,6 @@ def error_codes(result: dict[str, Any]) -> list[str]:
 
 
 async def link_rows(engine: AsyncEngine, number: str) -> int:
-    from sqlalchemy import select
-
     async with create_session_factory(engine)() as session:
         account_id = await session.scalar(select(Account.id).where(Account.number == number))
     return await count_rows(engine, LinkMember, LinkMember.account_id == account_id)
@@ -420,3 +426,147 @@ async def test_two_concurrent_links_of_one_account_leave_it_in_one_group(
     outcomes = sorted(tuple(codes(r["data"]["linkAccount"])) for r in results)
     assert outcomes == [(), ("ALREADY_LINKED",)], results
     assert await link_rows(engine, member.number) == 1
+
+
+# --- owner credentials ask for what signing in asks for (security review A) ------------------
+
+LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token userErrors { code } } }"
+
+
+async def turn_on_two_factor(engine: AsyncEngine, email: str) -> pyotp.TOTP:
+    """Two-factor sign-in on for ``email``, straight in the database; its authenticator."""
+    secret = pyotp.random_base32()
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(User).where(User.email == email).values(
+            totp_secret=secret, totp_enabled_at=utcnow(), totp_last_step=None,
+        ))
+        await session.commit()
+    return pyotp.TOTP(secret)
+
+
+def wrong_code(totp: pyotp.TOTP) -> str:
+    """Six digits that no step the server accepts now makes."""
+    now = time.time()
+    valid = {totp.at(now + drift) for drift in (-60, -30, 0, 30, 60)}
+    return next(code for code in ("000000", "111111", "222222", "333333") if code not in valid)
+
+
+async def link_mails(engine: AsyncEngine, email: str) -> list[Notification]:
+    """The link notices mailed to ``email``, oldest first."""
+    async with create_session_factory(engine)() as session:
+        return list((await session.scalars(
+            select(Notification).where(Notification.recipient == email,
+                                       Notification.related_type == "link_group")
+            .order_by(Notification.id)
+        )).all())
+
+
+async def test_an_owner_with_two_factor_proves_control_only_with_a_code(
+    app: Any, gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    """With two-factor on, the owner's password alone proves nothing; the code is spent by
+    the proof it completes, and a wrong password spends none. Every miss reads the same."""
+    owner = await new_customer(gql)
+    first, second = await register(gql, owner.token, "One"), await register(gql, owner.token, "Two")
+    totp = await turn_on_two_factor(engine, owner.email)
+    async with client_for(app, "10.71.0.1") as http:
+        client = GraphQLClient(http)
+
+        async def attempt(number: str, password: str = PASSWORD, otp: str | None = None) -> dict[str, Any]:
+            result = await link(client, owner.token, owner.account.id, "MANAGEMENT",
+                                by_credentials(owner, number, password, otp))
+            assert "errors" not in result, result
+            return result["data"]["linkAccount"]
+
+        password_only = await attempt(first.number)
+        assert codes(password_only) == ["INVALID_PROOF"] and password_only["linkGroup"] is None
+        wrong_otp = await attempt(first.number, otp=wrong_code(totp))
+        empty_otp = await attempt(first.number, otp="")
+        code = totp.now()
+        wrong_password = await attempt(first.number, "not the password", otp=code)
+        assert password_only == wrong_otp == empty_otp == wrong_password  # no new oracle
+        assert await link_rows(engine, first.number) == 0
+        assert await link_rows(engine, owner.account.number) == 0
+        assert await link_mails(engine, owner.email) == []
+
+        # The code was not spent by the wrong password: it completes the proof now...
+        linked = await attempt(first.number, otp=code)
+        assert linked["userErrors"] == [], linked
+        assert linked["linkGroup"]["members"] == [
+            {"account": {"number": first.number}, "friendlyName": None, "linkedVia": "OWNER_CREDENTIALS"}
+        ]
+        # ...and only once: replayed for another link, it proves nothing.
+        replayed = await attempt(second.number, otp=code)
+        assert replayed == password_only
+        assert await link_rows(engine, second.number) == 0
+    assert await link_rows(engine, first.number) == 1
+
+
+async def test_wrong_owner_credentials_count_as_failed_sign_ins(
+    app: Any, gql: GraphQLClient, engine: AsyncEngine, settings: Any
+) -> None:
+    """linkAccount is no second door for guessing a password: wrong owner credentials use up
+    the email's sign-in budget from that client, as wrong logins do."""
+    victim = await new_customer(gql, "Victim Ltd")
+    guesser = await new_customer(gql)
+    async with client_for(app, "10.72.0.1") as http:
+        client = GraphQLClient(http)
+        # Spread over account numbers, so the link's own (per account) throttle never stops it.
+        for n in range(settings.login_max_failures):
+            number = victim.account.number if n == 0 else f"ACC-98{n:07d}"
+            result = await link(client, guesser.token, guesser.account.id, "MANAGEMENT",
+                                by_credentials(victim, number, password=f"guess number {n}"))
+            assert codes(result["data"]["linkAccount"]) == ["INVALID_PROOF"], result
+        # That email is blocked from that client: for signing in...
+        signing_in = await client.execute(LOGIN, {"input": {"email": victim.email, "password": PASSWORD}})
+        assert error_codes(signing_in) == ["RATE_LIMITED"]
+        # ...and for linking, even with the right password.
+        again = await link(client, guesser.token, guesser.account.id, "MANAGEMENT",
+                           by_credentials(victim, victim.account.number))
+        assert error_codes(again) == ["RATE_LIMITED"]
+    assert await link_rows(engine, victim.account.number) == 0
+    # The owner, signing in from elsewhere, is not affected.
+    async with client_for(app, "10.72.0.2") as http:
+        assert await GraphQLClient(http).login(victim.email, PASSWORD)
+
+
+@pytest.mark.parametrize("method", ["OWNER_CREDENTIALS", "ENROLLMENT_TOKEN"])
+async def test_the_linked_accounts_owner_is_told_by_security_mail(
+    gql: GraphQLClient, engine: AsyncEngine, method: str
+) -> None:
+    head_owner = await new_customer(gql, "Group HQ")
+    other = await new_customer(gql, "Acquired Co")
+    number = other.account.number
+    wrong = (by_credentials(other, number, password="not the password") if method == "OWNER_CREDENTIALS"
+             else by_enrollment(number, "ENR-not-the-token"))
+    refused = await link(gql, head_owner.token, head_owner.account.id, "BILLING", wrong)
+    assert codes(refused["data"]["linkAccount"]) == ["INVALID_PROOF"]
+    assert await link_mails(engine, other.email) == []  # a wrong proof links nothing, tells nothing
+
+    proof = (by_credentials(other, number) if method == "OWNER_CREDENTIALS"
+             else by_enrollment(number, other.account.enrollment_token))
+    result = await link(gql, head_owner.token, head_owner.account.id, "BILLING", proof)
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    (mail,) = await link_mails(engine, other.email)
+    # Security mail: never optional, and in no account's email history.
+    assert mail.category == "SECURITY" and mail.account_id is None
+    assert number in mail.subject
+    assert "Group HQ" in mail.body and head_owner.account.number in mail.body
+    assert "BILLING" in mail.body and number in mail.body
+    assert ("password" if method == "OWNER_CREDENTIALS" else "enrollment token") in mail.body
+    # No secret travels in it.
+    assert other.account.enrollment_token not in mail.body and PASSWORD not in mail.body
+    assert "#token=" not in mail.body
+    # The linker is not the owner and gets nothing.
+    assert await link_mails(engine, head_owner.email) == []
+
+
+@pytest.mark.parametrize("number", ["ACC-\u0000", "ACC-\ud800", "x" * 50_000])
+async def test_account_numbers_no_account_can_have_are_wrong_proofs(gql: GraphQLClient, number: str) -> None:
+    owner = await new_customer(gql)
+    for proof in (by_enrollment(number, "ENR-x"),
+                  {"credentials": {"accountNumber": number, "email": owner.email, "password": PASSWORD}}):
+        response = await gql.post(LINK, {"input": {"headAccountId": owner.account.id, "kind": "MANAGEMENT", **proof}},
+                                  token=owner.token)
+        assert response.status_code == 200, response.text
+        assert codes(response.json()["data"]["linkAccount"]) == ["INVALID_PROOF"]

@@ -110,8 +110,10 @@ async def enable(gql: GraphQLClient, token: str) -> Authenticator:
     return Authenticator(payload["secret"])
 
 
-async def confirm(gql: GraphQLClient, token: str, code: str) -> dict[str, Any]:
-    result = await gql.execute(CONFIRM, {"input": {"code": code}}, token=token)
+async def confirm(
+    gql: GraphQLClient, token: str, code: str, password: str = PASSWORD
+) -> dict[str, Any]:
+    result = await gql.execute(CONFIRM, {"input": {"code": code, "password": password}}, token=token)
     assert "errors" not in result, result
     return result["data"]["confirmTwoFactor"]
 
@@ -253,6 +255,49 @@ async def test_confirming_with_a_wrong_code_leaves_it_off(gql: GraphQLClient) ->
     assert await count_rows(gql.engine, RecoveryCode, RecoveryCode.user_id == row.id) == 0
 
 
+async def test_a_session_alone_cannot_turn_it_on(gql: GraphQLClient, settings: Settings) -> None:
+    """Whoever holds only an access token cannot put a secret of their own in force and lock
+    the owner out: confirming takes the password too, and wrong passwords count as failed
+    sign-ins of that email from that client."""
+    customer = await new_customer(gql)
+    thief = await enable(gql, customer.token)  # the token's thief reads this secret
+    async with client_for(app_of(gql), "10.62.1.1") as http:
+        client = GraphQLClient(http)
+        wrong = await confirm(client, customer.token, await thief.code(), password="not-the-password")
+        assert wrong["recoveryCodes"] is None
+        assert wrong["userErrors"] == [
+            {"field": ["password"], "message": "The password is incorrect.", "code": "INVALID_CREDENTIALS"}
+        ]
+        assert await two_factor_enabled(gql, customer.token) is False
+        row = await user_row(gql.engine, customer.email)
+        assert row.totp_enabled_at is None
+        assert await count_rows(gql.engine, RecoveryCode, RecoveryCode.user_id == row.id) == 0
+        # The owner still signs in with the password alone.
+        async with client_for(app_of(gql), "10.62.1.2") as elsewhere:
+            signed_in = await login(GraphQLClient(elsewhere), customer.email)
+            assert signed_in["token"] and signed_in["userErrors"] == []
+
+        for _ in range(settings.login_max_failures - 1):
+            again = await confirm(client, customer.token, await thief.code(), password="another guess")
+            assert errors_of(again) == ["INVALID_CREDENTIALS"]
+        # The guesses used up that client's sign-in budget for the email.
+        blocked = await client.execute(
+            CONFIRM, {"input": {"code": await thief.code(), "password": PASSWORD}}, token=customer.token
+        )
+        assert blocked["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        signing_in = await client.execute(LOGIN, {"input": {"email": customer.email, "password": PASSWORD}})
+        assert signing_in["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert await two_factor_enabled(gql, customer.token) is False
+    assert "Two-factor sign-in is on for your Linkgate login" not in await subjects_mailed_to(
+        gql.engine, customer.email
+    )
+    # With the password, from elsewhere, it turns on.
+    async with client_for(app_of(gql), "10.62.1.3") as http:
+        confirmed = await confirm(GraphQLClient(http), customer.token, await thief.code())
+        assert confirmed["userErrors"] == [] and len(confirmed["recoveryCodes"]) == 10
+    assert await two_factor_enabled(gql, customer.token) is True
+
+
 async def test_turning_it_off_takes_the_password_and_a_code(gql: GraphQLClient) -> None:
     customer, app, codes = await with_two_factor(gql)
     again = (await gql.execute(ENABLE, token=customer.token))["data"]["enableTwoFactor"]
@@ -344,7 +389,7 @@ async def test_anonymous_and_forged_callers_are_refused(gql: GraphQLClient) -> N
     forged = jwt.encode(claims, "another-key-that-is-also-long-enough-000", algorithm="HS256")
     calls = [
         (ENABLE, None),
-        (CONFIRM, {"input": {"code": "123456"}}),
+        (CONFIRM, {"input": {"code": "123456", "password": PASSWORD}}),
         (DISABLE, {"input": {"password": PASSWORD, "code": "123456"}}),
         (REGENERATE, {"input": {"code": "123456"}}),
     ]
@@ -455,7 +500,8 @@ async def test_malformed_codes_are_user_errors(gql: GraphQLClient) -> None:
     customer, _app, _codes = await with_two_factor(gql)
     for index, bad in enumerate(BAD_CODES):
         async with client_for(app_of(gql), f"10.67.0.{index}") as http:
-            confirmed = await answer(http, CONFIRM, {"input": {"code": bad}}, pending.token)
+            confirmed = await answer(http, CONFIRM, {"input": {"code": bad, "password": PASSWORD}},
+                                     pending.token)
             assert errors_of(confirmed) == ["INVALID_OTP"], bad[:10]
             signed_in = await answer(http, LOGIN, {"input": {
                 "email": customer.email, "password": PASSWORD, "otp": bad,
@@ -485,7 +531,7 @@ async def test_a_code_over_the_body_limit_is_refused_cleanly(gql: GraphQLClient)
     async with client_for(app_of(gql), "10.69.0.1") as http:
         for query, variables, token in [
             (LOGIN, {"input": {"email": customer.email, "password": PASSWORD, "otp": "1" * 100_000}}, None),
-            (CONFIRM, {"input": {"code": "1" * 100_000}}, customer.token),
+            (CONFIRM, {"input": {"code": "1" * 100_000, "password": PASSWORD}}, customer.token),
         ]:
             response = await post_raw(http, query, variables, token)
             assert response.status_code == 413
