@@ -62,3 +62,24 @@ async def test_nobody_reaches_security_mail_by_id(
     global_id = encode_global_id("Notification", account_mail)
     seen = await gql.execute(NODE, {"id": global_id}, token=tokens["agent"])
     assert "errors" not in seen and seen["data"]["node"]["id"] == global_id, seen
+
+
+async def test_nobody_reaches_a_logins_own_audit_events_by_id(
+    gql: GraphQLClient, engine: AsyncEngine, tokens: dict[str, str]
+) -> None:
+    """Audit events of no account (a login's two-factor turned on or off) are no object of
+    the API either: staff permissions cover every account id, so no stand-in id would do."""
+    from models.audit import AuditEvent
+
+    customer = await new_customer(gql)
+    async with create_session_factory(engine)() as session:
+        event = AuditEvent(account_id=None, actor_user_id=None, action="user.two_factor_enabled",
+                           target_type="user", target_id=None)
+        session.add(event)
+        await session.commit()
+        event_id = event.id
+    global_id = encode_global_id("AuditEvent", event_id)
+    query = "query($id: ID!) { node(id: $id) { id ... on AuditEvent { action } } }"
+    for token in (tokens["agent"], tokens["finance"], customer.token, None):
+        result = await gql.execute(query, {"id": global_id}, token=token)
+        assert result["data"] == {"node": None} and not_found(result, global_id), result
