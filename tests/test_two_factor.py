@@ -263,7 +263,9 @@ async def test_a_session_alone_cannot_turn_it_on(gql: GraphQLClient, settings: S
     thief = await enable(gql, customer.token)  # the token's thief reads this secret
     async with client_for(app_of(gql), "10.62.1.1") as http:
         client = GraphQLClient(http)
-        wrong = await confirm(client, customer.token, await thief.code(), password="not-the-password")
+        # One code for every wrong-password try: a refused confirmation spends no code.
+        code = await thief.code()
+        wrong = await confirm(client, customer.token, code, password="not-the-password")
         assert wrong["recoveryCodes"] is None
         assert wrong["userErrors"] == [
             {"field": ["password"], "message": "The password is incorrect.", "code": "INVALID_CREDENTIALS"}
@@ -278,11 +280,11 @@ async def test_a_session_alone_cannot_turn_it_on(gql: GraphQLClient, settings: S
             assert signed_in["token"] and signed_in["userErrors"] == []
 
         for _ in range(settings.login_max_failures - 1):
-            again = await confirm(client, customer.token, await thief.code(), password="another guess")
+            again = await confirm(client, customer.token, code, password="another guess")
             assert errors_of(again) == ["INVALID_CREDENTIALS"]
         # The guesses used up that client's sign-in budget for the email.
         blocked = await client.execute(
-            CONFIRM, {"input": {"code": await thief.code(), "password": PASSWORD}}, token=customer.token
+            CONFIRM, {"input": {"code": code, "password": PASSWORD}}, token=customer.token
         )
         assert blocked["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         signing_in = await client.execute(LOGIN, {"input": {"email": customer.email, "password": PASSWORD}})
