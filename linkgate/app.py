@@ -27,6 +27,8 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationDefinitionNode, OperationType
+from graphql import parse as parse_document
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
@@ -152,6 +154,19 @@ class GraphQLEndpoint(GraphQL):
                 if context is not None:
                     context.release()
 
+    async def execute_operation(  # type: ignore[override]
+        self, request: Any, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """A batch runs its operations concurrently on the request's one session and
+        transaction, so one operation's rollback would undo another's writes (a spent refresh
+        token, a counted sign-in failure). Batches are for queries: one with a mutation in it
+        is refused before anything runs."""
+        if isinstance(request_data, list) and any(
+            _has_mutation(item.query, self.settings.max_query_tokens) for item in request_data
+        ):
+            raise HTTPException(400, "Send mutations one request at a time: a batch may only hold queries.")
+        return await super().execute_operation(request, request_adapter, request_data, *args, **kwargs)
+
     async def process_result(self, request: Request, result: Any) -> Any:
         """Chooses the HTTP status of a single operation's response (see ``_negotiated``)."""
         data = await super().process_result(request, result)
@@ -180,6 +195,22 @@ class GraphQLEndpoint(GraphQL):
 
     def encode_json(self, data: object) -> bytes:
         return encode_json(data)
+
+
+def _has_mutation(query: Any, max_tokens: int) -> bool:
+    """Whether a batch item's document defines a mutation (an unparsable one is left to the
+    normal path, which answers it with its own error)."""
+    if not isinstance(query, str):
+        return False
+    try:
+        document = parse_document(query, max_tokens=max_tokens, no_location=True)
+    except GraphQLError:
+        return False
+    return any(
+        isinstance(definition, OperationDefinitionNode)
+        and definition.operation is OperationType.MUTATION
+        for definition in document.definitions
+    )
 
 
 def _is_json(content_type: str) -> bool:

@@ -169,3 +169,26 @@ async def test_bad_refresh_tokens_are_refused_cleanly(gql: GraphQLClient, token:
     assert response.status_code == 200, response.text
     assert response.json()["data"]["refreshSession"]["userErrors"] == [{"code": "INVALID_TOKEN"}]
 
+
+
+async def test_a_batch_may_not_hold_mutations(gql: GraphQLClient) -> None:
+    """A batch's operations share the request's one transaction and run at once: a failing
+    sibling's rollback would undo a spent refresh token (theft detection) or a counted wrong
+    password (the throttle). Batches with a mutation are refused before anything runs."""
+    owner = await new_customer(gql)
+    session = await sign_in(gql, owner.email)
+    batch = [
+        {"query": "mutation($e: String!) { requestPasswordReset(input: {email: $e}) { ok } }",
+         "variables": {"e": "nobody@example.com"}},
+        {"query": REFRESH, "variables": {"input": {"refreshToken": session["refreshToken"]}}},
+    ]
+    response = await gql.http.post("/graphql", json=batch)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # Nothing ran: the refresh token is still unspent, and works exactly once.
+    assert (await refresh(gql, session["refreshToken"]))["userErrors"] == []
+    assert (await refresh(gql, session["refreshToken"]))["userErrors"] == [{"code": "INVALID_TOKEN"}]
+    # Queries still batch.
+    queries = [{"query": WHO}, {"query": WHO}]
+    answered = await gql.http.post("/graphql", json=queries, headers={"authorization": f"Bearer {owner.token}"})
+    assert answered.status_code == 200 and len(answered.json()) == 2
