@@ -57,19 +57,26 @@ class FailureThrottle:
     identity: str
     client: str
     settings: ThrottleSettings
+    # This client has signed in to this identity before (it holds a past session, or is
+    # signed in as it now). The identity's bucket neither stops nor counts it: a guess
+    # campaign from elsewhere slows down strangers, not the owner at their usual desk, and
+    # the owner's own attempts never lengthen the delay for others. Its own pair and client
+    # limits still apply.
+    known_client: bool = False
 
     def _buckets(self) -> list[tuple[str, str]]:
+        """Pair, client and (unless the client is known) identity, in that order."""
         # Digests: any text fits the key column, and the table holds no emails.
         client = client_key(self.client)
-        return [
+        buckets = [
             (f"{self.kind}:pair", digest(f"{self.identity}\n{client}")),
             (f"{self.kind}:client", digest(client)),
-            (f"{self.kind}:identity", digest(self.identity)),
         ]
+        if not self.known_client:
+            buckets.append((f"{self.kind}:identity", digest(self.identity)))
+        return buckets
 
-    async def attempt(
-        self, session: AsyncSession, *, known_client: bool = False, now: datetime | None = None
-    ) -> None:
+    async def attempt(self, session: AsyncSession, *, now: datetime | None = None) -> None:
         """Count this attempt as a failure *before* the secret is checked, or raise
         ``RateLimited`` (with seconds to wait) and count nothing.
 
@@ -78,24 +85,20 @@ class FailureThrottle:
         only the first ``max_failures`` get through. The caller commits before the slow part
         (a password hash), so other replicas see the count, and calls ``succeeded`` if the
         secret was right.
-
-        ``known_client``: this client has signed in to this identity before (it holds a past
-        session). The identity's delay does not stop it: a guess campaign from elsewhere
-        slows down strangers, not the owner at their usual desk. Its own pair and client
-        limits still apply.
         """
         now = now or utcnow()
-        await self._refuse_if_blocked(session, now, skip_identity=known_client)
+        await self._refuse_if_blocked(session, now)
         settings = self.settings
-        pair, client, identity = self._buckets()
+        pair, client, *identity = self._buckets()
         over = [
             await _count(session, pair, now, settings.window, settings.max_failures, growing=False)
             > settings.max_failures,
             await _count(session, client, now, settings.window, settings.client_max_failures,
                          growing=False) > settings.client_max_failures,
         ]
-        await _count(session, identity, now, settings.window, settings.identity_max_failures,
-                      growing=True)
+        for bucket in identity:
+            await _count(session, bucket, now, settings.window, settings.identity_max_failures,
+                         growing=True)
         if any(over):
             raise RateLimited(
                 f"Too many failed attempts; try again in {int(settings.window.total_seconds())} "
@@ -122,8 +125,9 @@ class FailureThrottle:
 
     async def _uncount(self, session: AsyncSession, *, pair: bool) -> None:
         settings = self.settings
-        pair_bucket, client, identity = self._buckets()
-        buckets = [(client, settings.client_max_failures), (identity, settings.identity_max_failures)]
+        pair_bucket, client, *identity = self._buckets()
+        buckets = [(client, settings.client_max_failures),
+                   *[(bucket, settings.identity_max_failures) for bucket in identity]]
         if pair:
             buckets.append((pair_bucket, settings.max_failures))
         table = ThrottleBucket.__table__.c
@@ -139,10 +143,8 @@ class FailureThrottle:
                 )
             )
 
-    async def _refuse_if_blocked(
-        self, session: AsyncSession, now: datetime, *, skip_identity: bool = False
-    ) -> None:
-        buckets = self._buckets()[:2] if skip_identity else self._buckets()
+    async def _refuse_if_blocked(self, session: AsyncSession, now: datetime) -> None:
+        buckets = self._buckets()
         rows = await session.execute(
             select(ThrottleBucket.blocked_until).where(
                 ThrottleBucket.blocked_until > now,

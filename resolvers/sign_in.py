@@ -84,8 +84,11 @@ async def login(
 ) -> SignedIn | UserError:
     """Check the password (and the second factor), throttled as ``auth.throttle`` explains."""
     address = normalize_email(email)
-    guard = FailureThrottle("login", address or email[:254], client_address, throttle)
-    await guard.attempt(session, known_client=await _signed_in_before(session, address, client_address))
+    guard = FailureThrottle(
+        "login", address or email[:254], client_address, throttle,
+        known_client=await _signed_in_before(session, address, client_address),
+    )
+    await guard.attempt(session)
     await session.commit()  # counted before the slow hash: parallel guesses see it
     user = None if address is None else await session.scalar(select(User).where(User.email == address))
     # One hash whatever was found: an unknown email costs what a wrong password costs.
@@ -262,7 +265,8 @@ async def change_password(
     user = await session.get(User, user_id)
     if user is None:
         raise Unauthenticated("Sign in first.")
-    guard = FailureThrottle("login", user.email, client_address, throttle)
+    # Signed in as that login: a known client (auth.throttle), never slowed by others' guesses.
+    guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
     await session.commit()
     if not verify_password(user.password_hash, current_password):

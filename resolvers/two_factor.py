@@ -162,7 +162,7 @@ async def confirm_two_factor(
     if user.totp_secret is None:
         await session.rollback()
         return TWO_FACTOR_NOT_STARTED
-    guard = FailureThrottle("login", user.email, client_address, throttle)
+    guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
     if not _password_matches(user, password):
         await session.commit()  # the attempt stays counted; two-factor stays off
@@ -204,7 +204,7 @@ async def disable_two_factor(
         # Without it the staff login could not sign in again (TWO_FACTOR_SETUP_REQUIRED).
         await session.rollback()
         return TWO_FACTOR_REQUIRED
-    guard = FailureThrottle("login", user.email, client_address, throttle)
+    guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
     if not _password_matches(user, password):
         await session.commit()  # the attempt stays counted
@@ -240,7 +240,7 @@ async def regenerate_recovery_codes(
     if not user.has_two_factor:
         await session.rollback()
         return TWO_FACTOR_NOT_ENABLED
-    guard = FailureThrottle("login", user.email, client_address, throttle)
+    guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
     if not plausible_code(code) or not await _spend_totp_code(session, user, code):
         await session.commit()  # the attempt stays counted

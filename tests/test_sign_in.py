@@ -520,3 +520,18 @@ async def test_a_sign_up_planted_on_someone_elses_email_cannot_be_completed_by_i
             )["data"]["confirmSignUp"]["userErrors"][0]["code"] == "INVALID_TOKEN"
     # Mail from one client is capped (5 to that address a day): Mallory's eight sent five.
     assert len([m for m in await mails_to(engine, email) if m.subject == "Confirm your Linkgate sign-up"]) == 6
+
+
+async def test_a_guess_campaign_does_not_stop_the_signed_in_owner_changing_the_password(
+    settings: Any, engine: AsyncEngine, gql: GraphQLClient
+) -> None:
+    victim = await new_customer(gql)
+    app = app_with(settings, engine, login_email_max_failures=3)
+    for n in range(8):
+        async with client_for(app, f"10.15.1.{n}") as http:
+            await login(GraphQLClient(http), victim.email, f"guess-{n}")
+    async with client_for(app, "10.15.2.1") as http:
+        assert code_of(await login(GraphQLClient(http), victim.email, PASSWORD)) == "RATE_LIMITED"
+        changed = await GraphQLClient(http).execute(CHANGE_PASSWORD, {"input": {
+            "currentPassword": PASSWORD, "newPassword": "rotated after the attack"}}, token=victim.token)
+    assert code_of_change(changed) == "OK"
