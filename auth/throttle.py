@@ -176,6 +176,14 @@ def client_key(client: str) -> str:
     return client
 
 
+async def count_in_window(
+    session: AsyncSession, scope: str, key: str, *, window: timedelta, now: datetime | None = None
+) -> int:
+    """One more event in ``(scope, key)``'s window, counted atomically like a failure: the
+    count, this one included. For caps that concurrent requests must not race past (mail)."""
+    return await _count(session, (scope, digest(key)), now or utcnow(), window, 2**62, growing=False)
+
+
 async def _count(
     session: AsyncSession, bucket: tuple[str, str], now: datetime, window: timedelta,
     limit: int, *, growing: bool,

@@ -61,8 +61,6 @@ class EmailedLink(IdMixin, CreatedAtMixin, Base):
     user_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=True
     )
-    # The client that asked for it (``auth.throttle.client_key``): mail is capped per client.
-    requested_by: Mapped[str] = mapped_column(String(64), index=True)
     # What the link completes (a pending sign-up's name, password hash, account name).
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import digest, new_secret
-from auth.throttle import client_key
+from auth.throttle import client_key, count_in_window
 from models.base import utcnow
 from models.identity import EmailedLink, LinkPurpose
 
@@ -36,14 +36,14 @@ class MailCaps:
 
 async def create_link(
     session: AsyncSession, *, purpose: LinkPurpose, email: str, ttl: timedelta,
-    requested_by: str, user_id: int | None = None, payload: dict[str, Any] | None = None,
+    user_id: int | None = None, payload: dict[str, Any] | None = None,
 ) -> str:
     """A new link's token (the caller emails it, in the same transaction)."""
     token, token_hash = new_secret(PREFIXES[purpose])
     now = utcnow()
     session.add(EmailedLink(
         purpose=purpose, token_hash=token_hash, email=email, user_id=user_id, payload=payload,
-        requested_by=client_key(requested_by), created_at=now, expires_at=now + ttl,
+        created_at=now, expires_at=now + ttl,
     ))
     await session.flush()
     return token
@@ -52,15 +52,15 @@ async def create_link(
 async def mail_allowed(
     session: AsyncSession, *, purpose: LinkPurpose, email: str, requested_by: str, caps: MailCaps
 ) -> bool:
-    """Whether one more link of ``purpose`` may go to ``email`` for this client now."""
+    """Whether one more link of ``purpose`` may go to ``email`` for this client now. Counted
+    with atomic upserts (``auth.throttle.count_in_window``), so requests racing in parallel,
+    on one replica or several, cannot all pass a check made before any of them was counted.
+    The caller's transaction holds the counts: a rollback uncounts."""
     client = client_key(requested_by)
-    recent = (EmailedLink.purpose == purpose, EmailedLink.requested_by == client,
-              EmailedLink.created_at > utcnow() - caps.window)
-    to_address, in_all = (await session.execute(
-        select(func.count().filter(EmailedLink.email == email), func.count())
-        .select_from(EmailedLink).where(*recent)
-    )).one()
-    return int(to_address) < caps.per_address_and_client and int(in_all) < caps.per_client
+    scope = f"mail:{purpose.value}"
+    to_address = await count_in_window(session, f"{scope}:pair", f"{email}\n{client}", window=caps.window)
+    in_all = await count_in_window(session, f"{scope}:client", client, window=caps.window)
+    return to_address <= caps.per_address_and_client and in_all <= caps.per_client
 
 
 async def open_link(session: AsyncSession, *, purpose: LinkPurpose, token: str) -> EmailedLink | None:

@@ -36,21 +36,24 @@ async def request_password_reset(
     """Emails a reset link when ``email`` has a login; does nothing visible otherwise."""
     async with answered_no_sooner_than(tunables.answer_floor_seconds):
         address = normalize_email(email)
-        user = None if address is None else await session.scalar(
-            select(User).where(User.email == address)
-        )
-        if user is None or not await mail_allowed(
-            session, purpose=LinkPurpose.PASSWORD_RESET, email=user.email,
+        # Counted for every request, registered email or not: the same work either way, and
+        # the per-client cap bounds what one client may ask, not only what it gets.
+        allowed = await mail_allowed(
+            session, purpose=LinkPurpose.PASSWORD_RESET, email=address or email[:254],
             requested_by=client_address, caps=MailCaps(
                 per_address_and_client=RESET_MAILS_PER_ADDRESS,
                 per_client=tunables.mail_links_per_client, window=timedelta(hours=1)),
-        ):
-            await session.rollback()
+        )
+        user = None if address is None else await session.scalar(
+            select(User).where(User.email == address)
+        )
+        if user is None or not allowed:
+            await session.commit()
             return
         ttl = tunables.password_reset_ttl_seconds
         token = await create_link(
             session, purpose=LinkPurpose.PASSWORD_RESET, email=user.email, user_id=user.id,
-            requested_by=client_address, ttl=timedelta(seconds=ttl),
+            ttl=timedelta(seconds=ttl),
         )
         queue_security_email(
             session, recipient=user.email, subject="Reset your Linkgate password",

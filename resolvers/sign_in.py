@@ -172,7 +172,7 @@ async def sign_up(
                                       window=timedelta(days=1))):
             return []  # enough mail from this client; the answer stays the same
         token = await create_link(
-            session, purpose=LinkPurpose.SIGN_UP, email=address, requested_by=client_address,
+            session, purpose=LinkPurpose.SIGN_UP, email=address,
             ttl=timedelta(seconds=tunables.sign_up_ttl_seconds),
             payload=None if taken else {
                 "name": checked["name"], "password_hash": password_hash,

@@ -138,3 +138,27 @@ async def test_one_client_cannot_flood_mailboxes_nor_use_up_an_address(
     async with client_for(app, "10.14.0.2") as http:  # ...not from the owner's own desk
         await request_reset(GraphQLClient(http), owners[0].email)
     assert await emailed_token(engine, owners[0].email, "reset-password") != sent[0]
+
+
+async def test_parallel_requests_cannot_race_past_the_mail_caps(
+    settings: Any, engine: AsyncEngine, gql: GraphQLClient
+) -> None:
+    import asyncio
+
+    from linkgate.app import create_app
+    from tests.conftest import client_for
+
+    owner = await new_customer(gql)
+    replicas = [create_app(settings.model_copy(update={"mail_links_per_client": 20}), engine=engine)
+                for _ in range(2)]
+    async with client_for(replicas[0], "10.16.0.1") as one, client_for(replicas[1], "10.16.0.1") as two:
+        answers = await asyncio.gather(*(
+            request_reset(GraphQLClient(http), owner.email) for http in [one, two] * 15
+        ))
+    assert all(answer["data"]["requestPasswordReset"]["ok"] for answer in answers)
+    from sqlalchemy import func, select
+
+    async with create_session_factory(engine)() as session:
+        links = await session.scalar(select(func.count()).select_from(EmailedLink).where(
+            EmailedLink.email == owner.email, EmailedLink.purpose == "PASSWORD_RESET"))
+    assert links == 3  # RESET_MAILS_PER_ADDRESS, however many arrive at once

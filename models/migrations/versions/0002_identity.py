@@ -27,7 +27,6 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('requested_by', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
@@ -39,7 +38,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('emailed_links', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_emailed_links_email'), ['email'], unique=False)
-        batch_op.create_index(batch_op.f('ix_emailed_links_requested_by'), ['requested_by'], unique=False)
 
     op.create_table('recovery_codes',
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -137,7 +135,6 @@ def downgrade() -> None:
 
     op.drop_table('recovery_codes')
     with op.batch_alter_table('emailed_links', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_emailed_links_requested_by'))
         batch_op.drop_index(batch_op.f('ix_emailed_links_email'))
 
     op.drop_table('emailed_links')
