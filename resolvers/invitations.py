@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +38,7 @@ from auth.policy import AccessMap, load_access
 from auth.principals import Principal
 from auth.secrets import digest, new_secret
 from auth.sessions import IssuedTokens, SessionSettings, start_session
+from auth.throttle import count_in_window
 from models.accounts import Account, Membership
 from models.base import utcnow
 from models.contacts import Contact
@@ -54,9 +55,11 @@ from resolvers.validation import clean_password, clean_person_name
 TOKEN_PREFIX = "lgi_"
 # ``lgi_`` + 43 URL-safe characters (32 random bytes); anything else is no token of ours.
 _TOKEN_SHAPE = re.compile(r"lgi_[A-Za-z0-9_-]{20,100}")
-# One contact gets at most this many invitations (resends included) a day: a bound on the
-# mail an inviter can send to an address it typed in.
-MAX_INVITATIONS_PER_CONTACT_PER_DAY = 5
+# Invitations (resends included) a day: to one address from one account, and from one account
+# or one inviter in all. They bound the mail anyone can have sent to addresses they typed in;
+# counted per address, not per contact, so deleting and re-adding a contact changes nothing.
+MAX_INVITATIONS_PER_ADDRESS_PER_DAY = 5
+MAX_INVITATIONS_PER_DAY = 50
 
 
 class InvitationStatus(enum.Enum):
@@ -132,15 +135,13 @@ async def create_invitation(
     goes out, so only the newest link works. The caller has locked the contact's row.
     """
     now = utcnow()
-    sent_today = int(await session.scalar(
-        select(func.count()).select_from(Invitation).where(
-            Invitation.contact_id == contact.id, Invitation.created_at > now - timedelta(days=1)
-        )
-    ) or 0)
-    if sent_today >= MAX_INVITATIONS_PER_CONTACT_PER_DAY:
+    if not await _invitation_allowed(session, account_id=account.id, email=contact.email,
+                                     inviter_id=principal.user_id):
         return UserError(
-            message=f"This contact was invited {MAX_INVITATIONS_PER_CONTACT_PER_DAY} times "
-            "today; try again tomorrow.", code="TOO_MANY_INVITATIONS", field=["contactId"],
+            message="Too many invitations today (at most "
+            f"{MAX_INVITATIONS_PER_ADDRESS_PER_DAY} to one address per account, and "
+            f"{MAX_INVITATIONS_PER_DAY} from one account or one inviter); try again tomorrow.",
+            code="TOO_MANY_INVITATIONS", field=["contactId"],
         )
     await revoke_pending(session, principal=principal, reason="resent", contact_id=contact.id)
     token, token_hash = new_secret(TOKEN_PREFIX)
@@ -157,7 +158,7 @@ async def create_invitation(
     # the inviter meant, and a mail says nothing of any login the address may have.
     queue_security_email(
         session, recipient=contact.email,
-        subject=f"You are invited to the Linkgate account \"{account.name}\"",
+        subject="You are invited to a Linkgate account",  # no typed text in the subject
         body=f"Hello,\n\n{inviter.name if inviter else 'Someone'} invited you to join the "
         f"Linkgate account \"{account.name}\". Accept here:\n\n"
         f"{link_to(tunables.public_url, 'accept-invitation', token)}\n\n"
@@ -173,6 +174,24 @@ async def create_invitation(
                "contact_id": contact.id},
     )
     return invitation
+
+
+async def _invitation_allowed(
+    session: AsyncSession, *, account_id: int, email: str, inviter_id: int
+) -> bool:
+    """Counted atomically (``auth.throttle.count_in_window``): parallel requests cannot race
+    past the caps. A refused request rolls back, and its counts with it."""
+    day = timedelta(days=1)
+    return (
+        await count_in_window(session, "invite:address", f"{account_id}\n{email}", window=day)
+        <= MAX_INVITATIONS_PER_ADDRESS_PER_DAY
+    ) & (
+        await count_in_window(session, "invite:account", str(account_id), window=day)
+        <= MAX_INVITATIONS_PER_DAY
+    ) & (
+        await count_in_window(session, "invite:inviter", str(inviter_id), window=day)
+        <= MAX_INVITATIONS_PER_DAY
+    )
 
 
 async def revoke_pending(

@@ -512,3 +512,22 @@ async def test_a_demoted_inviter_grants_only_what_it_still_holds(
         )
     assert stored == ["CONTACTS_READ"]
     assert audited["permissions"] == ["CONTACTS_READ"] and audited["withheld"] == ["INVOICES_READ"]
+
+
+async def test_the_cap_follows_the_address_not_the_contact(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    """Deleting and re-adding a contact does not reset the day's invitations to its address,
+    and the mail says nothing the inviter typed in its subject."""
+    owner = await new_customer(gql)
+    email = unique_email("capped")
+    for round_ in range(3):
+        contact = (await add_contact(gql, owner.token, owner.account.id, email=email))["contact"]
+        for _ in range(2):
+            answer = await invite(gql, owner.token, contact["id"], ["SERVICES_READ"])
+        await gql.execute("mutation($i: DeleteContactInput!) { deleteContact(input: $i) { deletedContactId } }",
+                          {"i": {"contactId": contact["id"]}}, token=owner.token)
+    assert codes(answer) == ["TOO_MANY_INVITATIONS"]  # the sixth of the day
+    mails = await count_rows(engine, Notification, Notification.recipient == email)
+    assert mails == 5
+    async with create_session_factory(engine)() as session:
+        subjects = set(await session.scalars(select(Notification.subject).where(Notification.recipient == email)))
+    assert subjects == {"You are invited to a Linkgate account"}
