@@ -19,7 +19,7 @@ from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.invitations import revoke_pending
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_email, clean_person_name
+from resolvers.validation import clean_email, clean_optional_text, clean_person_name
 
 MAX_PHONE = 40
 ADDRESS_LIMITS = {"line1": 200, "line2": 200, "city": 100, "postal_code": 20}
@@ -48,15 +48,6 @@ class ContactChanges:
     given: set[str] = field(default_factory=set)
 
 
-def _clean_optional(value: str | None, limit: int, path: list[str]) -> str | None | UserError:
-    text = " ".join((value or "").split())
-    if not text:
-        return None
-    if len(text) > limit:
-        return UserError(message=f"Use at most {limit} characters.", code="TOO_LONG", field=path)
-    return text
-
-
 def _clean(changes: ContactChanges) -> dict[str, Any] | list[UserError]:
     """Column values for the given fields, or every problem found."""
     values: dict[str, Any] = {}
@@ -73,12 +64,12 @@ def _clean(changes: ContactChanges) -> dict[str, Any] | list[UserError]:
     if "email" in changes.given:
         take("email", clean_email(changes.email or ""))
     if "phone" in changes.given:
-        take("phone", _clean_optional(changes.phone, MAX_PHONE, ["phone"]))
+        take("phone", clean_optional_text(changes.phone, max_length=MAX_PHONE, field=["phone"]))
     if "address" in changes.given:
         address = changes.address or AddressValues()
         for part, limit in ADDRESS_LIMITS.items():
             take(f"address_{part}" if part.startswith("line") else part,
-                 _clean_optional(getattr(address, part), limit, ["address", part]))
+                 clean_optional_text(getattr(address, part), max_length=limit, field=["address", part]))
         country = (address.country or "").strip().upper() or None
         if country is not None and not (len(country) == 2 and country.isalpha() and country.isascii()):
             errors.append(UserError(

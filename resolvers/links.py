@@ -36,7 +36,7 @@ from resolvers.database import begin_write
 from resolvers.outbox import queue_security_email
 from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
-from resolvers.validation import is_text, normalize_email
+from resolvers.validation import clean_optional_text, is_text, normalize_email
 
 MAX_FRIENDLY_NAME = 100
 
@@ -163,18 +163,14 @@ async def link_account(
     head = await require_account(session, access, head_account_id, Permission.LINKS_MANAGE)
     if kind is LinkKind.BILLING:
         access.require(head.id, Permission.BILLING_MANAGE)
-    friendly = " ".join((friendly_name or "").split()) or None
-    if friendly is not None and len(friendly) > MAX_FRIENDLY_NAME:
-        return UserError(
-            message=f"The friendly name is over {MAX_FRIENDLY_NAME} characters.",
-            code="NAME_TOO_LONG", field=["friendlyName"],
-        )
-    group_label = " ".join((group_name or "").split()) or None
-    if group_label is not None and len(group_label) > MAX_FRIENDLY_NAME:
-        return UserError(
-            message=f"The group name is over {MAX_FRIENDLY_NAME} characters.",
-            code="NAME_TOO_LONG", field=["groupName"],
-        )
+    friendly = clean_optional_text(friendly_name, max_length=MAX_FRIENDLY_NAME,
+                                   field=["friendlyName"], too_long_code="NAME_TOO_LONG")
+    if isinstance(friendly, UserError):
+        return friendly
+    group_label = clean_optional_text(group_name, max_length=MAX_FRIENDLY_NAME,
+                                      field=["groupName"], too_long_code="NAME_TOO_LONG")
+    if isinstance(group_label, UserError):
+        return group_label
     number = proof.account_number.strip().upper()
     proof = (
         EnrollmentProof(number, proof.enrollment_token) if isinstance(proof, EnrollmentProof)

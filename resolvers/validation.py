@@ -98,6 +98,23 @@ def clean_name(value: str, *, max_length: int, field: str = "name") -> str | Use
     return name
 
 
+def clean_optional_text(
+    value: str | None, *, max_length: int, field: list[str], too_long_code: str = "TOO_LONG"
+) -> str | None | UserError:
+    """Optional free text (a friendly name, a phone number, an address line): white space
+    folded, None when empty, no NUL and no lone surrogate."""
+    if "\x00" in (value or "") or not is_text(value or ""):
+        return UserError(message="The text contains a character that cannot be typed.",
+                         code="TEXT_INVALID", field=field)
+    text = " ".join((value or "").split())
+    if not text:
+        return None
+    if len(text) > max_length:
+        return UserError(message=f"Use at most {max_length} characters.", code=too_long_code,
+                         field=field)
+    return text
+
+
 def clean_account_name(value: str, field: str = "name") -> str | UserError:
     """1–50 characters after trimming (DESIGN §1)."""
     return clean_name(value, max_length=MAX_ACCOUNT_NAME, field=field)

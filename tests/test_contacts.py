@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.accounts import Membership
@@ -13,7 +14,7 @@ from schema.relay import decode_global_id
 from tests.conftest import GraphQLClient
 from tests.customers import (
     ACCEPT_INVITATION, ACTIVATE, ADD_CONTACT, add_contact, audit_actions, count_rows,
-    emailed_token, new_customer, new_sub_account, permissions_on,
+    emailed_token, new_customer, new_sub_account, permissions_on, unique_email,
 )
 
 UPDATE = """
@@ -196,3 +197,15 @@ async def test_changing_a_contacts_email_revokes_its_pending_invitation(
     _, new_link = await _invite(gql, owner.token, contact["id"])
     assert await _accept(gql, new_link) == []
     assert await count_rows(engine, User, User.email == "moved-" + contact["email"]) == 1
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "nul\u0000"])
+async def test_contact_text_no_one_can_type_is_a_clear_error(gql: GraphQLClient, bad: str) -> None:
+    owner = await new_customer(gql)
+    response = await gql.post(ADD_CONTACT, {"input": {
+        "accountId": owner.account.id, "name": "Casey", "email": unique_email("c"), "phone": bad,
+        "address": {"line1": bad, "city": "Ghent"}}}, token=owner.token)
+    assert response.status_code == 200, response.text
+    payload = response.json()["data"]["addContact"]
+    assert sorted((error["code"], tuple(error["field"])) for error in payload["userErrors"]) == [
+        ("TEXT_INVALID", ("address", "line1")), ("TEXT_INVALID", ("phone",))]

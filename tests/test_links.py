@@ -570,3 +570,17 @@ async def test_account_numbers_no_account_can_have_are_wrong_proofs(gql: GraphQL
                                   token=owner.token)
         assert response.status_code == 200, response.text
         assert codes(response.json()["data"]["linkAccount"]) == ["INVALID_PROOF"]
+
+
+@pytest.mark.parametrize("field", ["friendlyName", "groupName"])
+@pytest.mark.parametrize("bad", ["\ud800", "nul\u0000"])
+async def test_names_no_one_can_type_are_clear_errors(gql: GraphQLClient, engine: AsyncEngine, field: str, bad: str) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    response = await gql.post(LINK, {"input": {
+        "headAccountId": owner.account.id, "kind": "MANAGEMENT", field: bad,
+        **by_enrollment(member.number, member.enrollment_token)}}, token=owner.token)
+    assert response.status_code == 200, response.text
+    payload = response.json()["data"]["linkAccount"]
+    assert [(error["code"], error["field"]) for error in payload["userErrors"]] == [("TEXT_INVALID", [field])]
+    assert await link_rows(engine, member.number) == 0
