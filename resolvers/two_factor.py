@@ -164,7 +164,7 @@ async def confirm_two_factor(
         return TWO_FACTOR_NOT_STARTED
     guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
-    if not _password_matches(user, password):
+    if not verify_password(user.password_hash, password):
         await session.commit()  # the attempt stays counted; two-factor stays off
         return INVALID_PASSWORD
     await guard.succeeded(session)
@@ -206,7 +206,7 @@ async def disable_two_factor(
         return TWO_FACTOR_REQUIRED
     guard = FailureThrottle("login", user.email, client_address, throttle, known_client=True)
     await guard.attempt(session)
-    if not _password_matches(user, password):
+    if not verify_password(user.password_hash, password):
         await session.commit()  # the attempt stays counted
         return INVALID_PASSWORD
     if not await second_factor_matches(session, user, code):
@@ -291,15 +291,6 @@ async def _replace_recovery_codes(session: AsyncSession, user: User) -> list[str
     session.add_all(RecoveryCode(user_id=user.id, code_hash=recovery_code_digest(code)) for code in codes)
     await session.flush()
     return codes
-
-
-def _password_matches(user: User, password: str) -> bool:
-    """``verify_password``, with input it cannot hash (a lone surrogate) simply wrong."""
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return verify_password(user.password_hash, password)
 
 
 def _tell(session: AsyncSession, user: User, subject: str, change: str) -> None:
