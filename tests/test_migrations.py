@@ -174,3 +174,25 @@ def test_identity_migration_keeps_every_sub_account(database_urls: list[str]) ->
     assert [tuple(c) for c in contacts] == [(1, 2)]
     assert [tuple(u) for u in users] == [(1, 1, None), (2, 3, None)]
     assert invitations == 0
+
+
+def test_replicas_migrating_at_once_take_turns(empty_database: str) -> None:
+    """Four processes upgrading one fresh database together (replicas starting at once): on
+    PostgreSQL they queue on an advisory lock, so none fails creating ``alembic_version``
+    and the schema is built once."""
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "LINKGATE_DATABASE_URL": empty_database}
+    environment["LINKGATE_SECRET_KEY"] = "migration-test-key-that-is-long-enough-0123456789"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "linkgate", "db", "upgrade"], env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(process.wait(timeout=120), process.stdout.read()) for process in processes]  # type: ignore[union-attr]
+    assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+    head = ScriptDirectory.from_config(alembic_config(empty_database)).get_current_head()
+    assert current_revision(empty_database) == head

@@ -9,13 +9,16 @@ SQLite default.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import pool
+from sqlalchemy import make_url, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -78,10 +81,19 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Any constant: the advisory lock every migration run on one PostgreSQL database takes turns on.
+MIGRATION_LOCK_KEY = 0x6C696E6B67617465  # "linkgate"
+
+
 def do_run_migrations(connection: Connection) -> None:
     # SQLite cannot ALTER most things: batch mode recreates the table instead.
     _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two replicas starting at once on a fresh database would both create
+            # alembic_version: the second waits here, then finds the work done. Held until
+            # the migration transaction ends (PostgreSQL DDL is transactional).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 
@@ -95,8 +107,26 @@ async def run_async_migrations() -> None:
         await engine.dispose()
 
 
+@contextlib.contextmanager
+def sqlite_migration_lock(url: str) -> Iterator[None]:
+    """SQLite's driver commits DDL as it goes, so two processes migrating one file at once
+    would both create the tables: they take turns on a lock file beside it instead (the
+    PostgreSQL runs take turns on an advisory lock, in ``do_run_migrations``)."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}-migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run_migrations_online() -> None:
-    asyncio.run(run_async_migrations())
+    with sqlite_migration_lock(database_url()):
+        asyncio.run(run_async_migrations())
 
 
 if context.is_offline_mode():
