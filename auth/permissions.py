@@ -68,3 +68,8 @@ def parse_permissions(names: list[str]) -> Permissions:
 def sorted_permissions(permissions: Permissions) -> list[Permission]:
     """Declaration order, so clients get a stable list."""
     return [permission for permission in Permission if permission in permissions]
+
+
+def permission_names(permissions: Permissions) -> list[str]:
+    """What is stored and shown: the names, in declaration order."""
+    return [permission.value for permission in sorted_permissions(permissions)]

@@ -12,6 +12,7 @@ from auth.errors import Unauthenticated
 
 ALGORITHM = "HS256"
 # Ids are BIGINT: a validly signed token with a larger ``sub`` is simply invalid.
+_MAX_VERSION = 2**31 - 1
 _MAX_ID = 2**63 - 1
 
 
@@ -38,10 +39,11 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def _bounded_id(value: object) -> int:
+def _bounded_id(value: object, maximum: int = _MAX_ID) -> int:
+    """A claim as a positive integer the database can compare (BIGINT ids, INTEGER version)."""
     number = int(str(value))
-    if not 0 < number <= _MAX_ID:
-        raise ValueError("id out of range")
+    if not 0 <= number <= maximum:
+        raise ValueError("claim out of range")
     return number
 
 
@@ -54,7 +56,7 @@ def read_token(token: str, *, secret: str, issuer: str) -> TokenClaims:
             options={"require": ["sub", "exp", "iss", "ver", "sid"]},
         )
         return TokenClaims(
-            user_id=_bounded_id(claims["sub"]), token_version=int(claims["ver"]),
+            user_id=_bounded_id(claims["sub"]), token_version=_bounded_id(claims["ver"], _MAX_VERSION),
             session_id=_bounded_id(claims["sid"]),
         )
     except jwt.ExpiredSignatureError as error:

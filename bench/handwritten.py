@@ -125,7 +125,8 @@ async def dashboard(session: AsyncSession, token: str, settings: Settings, first
                 "id": encode_global_id("LinkGroup", group.id), "kind": group.kind.value,
                 "name": group.name, "head": {"number": head_row.number, "name": head_row.name},
                 "members": [{
-                    "friendlyName": m.friendly_name, "linkedVia": m.linked_via.value,
+                    "friendlyName": m.friendly_name if access.can_see(m.account_id) else None,
+                    "linkedVia": m.linked_via.value,
                     "account": _member_account(accounts[m.account_id], access)
                     if access.can_see(m.account_id) else None,
                 } for m in members if not m.is_head],

@@ -20,8 +20,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
 from strawberry.extensions import (
     AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
     ValidationCache,
@@ -36,11 +37,13 @@ from auth.errors import LinkgateError
 from linkgate.context import build_context
 from linkgate.downloads import download_endpoint
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
+from linkgate.request_body import Operation, operation_in_query_string, operations_in_body
 from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
 from models.database import create_engine
 from resolvers.database import RequestSession
 from schema import LinkgateSchema, build_schema
+from schema.input_rules import UntypableStringLiterals
 from schema.limits import CostLimit
 from schema.parsing import CachedParsing
 
@@ -99,11 +102,17 @@ class GraphQLEndpoint(GraphQL):
             length = int(request.headers.get("content-length") or 0)
         except ValueError:
             length = 0
-        if length > self.settings.max_body_bytes:
+        body = None
+        if length <= self.settings.max_body_bytes and request.method == "POST":
+            # Counted as it arrives: a chunked upload has no Content-Length to check first.
+            body = await _read_body(receive, self.settings.max_body_bytes)
+        if length > self.settings.max_body_bytes or body is _TOO_LARGE:
             response: Response = error_response(
                 413, "BAD_USER_INPUT", f"The request body is over {self.settings.max_body_bytes} bytes."
             )
         else:
+            if body is not None:
+                request = Request(scope, _replaying(body, receive))
             response = await self._respond(request, request_id)
         response.headers["x-request-id"] = request_id
         await response(scope, receive, send)
@@ -154,6 +163,21 @@ class GraphQLEndpoint(GraphQL):
                 if context is not None:
                     context.release()
 
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's, with ``linkgate.request_body`` deciding what a body may be: any
+        JSON value, bytes that are not UTF-8, a batch item that is not an object or a string
+        with a NUL in it is a 400 naming the field, never an exception inside the view."""
+        transport = self._get_stream_transport_from_headers(request.headers)
+        protocol: Any = transport.protocol if transport else "http"
+        if request.method == "GET":
+            found: Operation | list[Operation] = operation_in_query_string(request.query_params)
+        else:
+            found = operations_in_body(await request.get_body())
+        if isinstance(found, list):
+            self._validate_batch_request(found, protocol=protocol)
+            return [_request_data(operation, protocol) for operation in found]
+        return _request_data(found, protocol)
+
     async def execute_operation(  # type: ignore[override]
         self, request: Any, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
     ) -> Any:
@@ -195,6 +219,49 @@ class GraphQLEndpoint(GraphQL):
 
     def encode_json(self, data: object) -> bytes:
         return encode_json(data)
+
+
+_TOO_LARGE = b"<over the limit>"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, or ``_TOO_LARGE`` as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: what arrived is all there is
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return _TOO_LARGE
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over the body already read, then the client's own events."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _request_data(operation: Operation, protocol: Any) -> GraphQLRequestData:
+    return GraphQLRequestData(
+        query=operation.query, variables=operation.variables,
+        operation_name=operation.operation_name, extensions=operation.extensions,
+        protocol=protocol,
+    )
 
 
 def _has_mutation(query: Any, max_tokens: int) -> bool:
@@ -253,6 +320,7 @@ def create_app(
     # classes, and the limiters make new classes each time they are constructed, so building
     # them per request would validate every request afresh.
     limit_rules = [
+        UntypableStringLiterals,
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.enrollment import hash_enrollment_token
 from auth.passwords import hash_password
-from auth.permissions import BILLING_FAMILY, Permission, sorted_permissions
+from auth.permissions import BILLING_FAMILY, Permission, permission_names
 from models.accounts import Account, Membership
 from models.audit import AuditEvent
 from models.billing import Charge, ChargeKind, InvoiceStatus
@@ -446,7 +446,7 @@ async def _seed_accounts(session: AsyncSession, seeded: _Seeded) -> None:
     await session.flush()
     for sub in _SUB_ACCOUNTS:
         account = seeded.accounts[sub.account]
-        names = [permission.value for permission in sorted_permissions(sub.permissions)]
+        names = permission_names(sub.permissions)
         user = seeded.users[sub.user]
         session.add(Membership(user_id=user.id, account_id=account.id, permissions=names,
                                created_at=_at(sub.created)))

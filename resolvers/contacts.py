@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import NotFound
-from auth.permissions import Permission
+from auth.permissions import Permission, parse_permissions
 from auth.policy import AccessMap
 from auth.principals import Principal
 from models.accounts import Membership
@@ -17,6 +17,7 @@ from models.contacts import Contact, EmailPreference
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.grants import granted_permissions
 from resolvers.invitations import revoke_pending
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email, clean_optional_text, clean_person_name
@@ -172,21 +173,27 @@ async def update_contact(
 
 async def delete_contact(
     session: AsyncSession, access: AccessMap, *, principal: Principal, contact_id: int
-) -> Contact:
+) -> Contact | UserError:
     """Immediate; the sub-account membership the contact carried, or its pending invitation,
-    goes in the same transaction (revoked first: the foreign key would only unlink it)."""
+    goes in the same transaction (revoked first: the foreign key would only unlink it).
+    Taking a membership away is taking its permissions away: the caller must hold each of
+    them, as ``setSubAccountPermissions`` requires (``resolvers.grants``)."""
     await begin_write(session)
     contact = await require_contact(session, access, contact_id, Permission.CONTACTS_MANAGE)
     before = snapshot(contact)
+    membership = None if contact.user_id is None else await session.scalar(select(Membership).where(
+        Membership.account_id == contact.account_id, Membership.user_id == contact.user_id
+    ))
+    if membership is not None:
+        carried = parse_permissions(membership.permissions)
+        refused = granted_permissions(access, contact.account_id, carried, frozenset(), field="contactId")
+        if isinstance(refused, UserError):
+            return refused
     await revoke_pending(session, principal=principal, reason="contact_deleted",
                          contact_id=contact.id)
-    if contact.user_id is not None:
-        membership = await session.scalar(select(Membership).where(
-            Membership.account_id == contact.account_id, Membership.user_id == contact.user_id
-        ))
-        if membership is not None:
-            before["revoked_permissions"] = list(membership.permissions)
-            await session.execute(delete(Membership).where(Membership.id == membership.id))
+    if membership is not None:
+        before["revoked_permissions"] = list(membership.permissions)
+        await session.execute(delete(Membership).where(Membership.id == membership.id))
     await session.execute(delete(Contact).where(Contact.id == contact.id))
     record_event(session, actor=principal, action="contact.deleted",
                  account_id=contact.account_id, target=("contact", contact.id), before=before)

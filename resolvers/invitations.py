@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import NotFound
 from auth.passwords import hash_password
-from auth.permissions import Permission, Permissions, parse_permissions, sorted_permissions
+from auth.permissions import Permission, Permissions, parse_permissions, permission_names
 from auth.policy import AccessMap, load_access
 from auth.principals import Principal
 from auth.secrets import digest, new_secret
@@ -119,10 +119,6 @@ class Accepted:
     membership: Membership
     user: User
     tokens: IssuedTokens | None
-
-
-def permission_names(permissions: Permissions) -> list[str]:
-    return [permission.value for permission in sorted_permissions(permissions)]
 
 
 async def create_invitation(

@@ -36,7 +36,7 @@ from resolvers.database import begin_write
 from resolvers.outbox import queue_security_email
 from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_optional_text, is_text, normalize_email
+from resolvers.validation import clean_optional_text, normalize_email, untypable_character
 
 MAX_FRIENDLY_NAME = 100
 
@@ -115,7 +115,7 @@ async def _proven_account(session: AsyncSession, proof: Proof) -> _Checked:
     number = proof.account_number
     # A number no account can have (a NUL or a lone surrogate, which the database refuses)
     # is simply wrong, like any unknown number.
-    account = None if "\x00" in number or not is_text(number) else await session.scalar(
+    account = None if untypable_character(number) else await session.scalar(
         select(Account).where(Account.number == number)
     )
     if isinstance(proof, EnrollmentProof):
@@ -342,8 +342,10 @@ async def unlink_account(
     )).all())
     head = next((row for row in rows if row.is_head), None)
     member = next((row for row in rows if row.account_id == account_id and not row.is_head), None)
+    # A group is there for the caller if it sees its head, or if the account it names is a
+    # member it sees: another customer's group answers as a group that does not exist.
     if group is None or head is None or not (
-        access.can_see(head.account_id) or access.can_see(account_id)
+        access.can_see(head.account_id) or (member is not None and access.can_see(account_id))
     ):
         raise NotFound("No such link group.")
     if not (access.has(head.account_id, Permission.LINKS_MANAGE)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import NotFound
-from auth.permissions import Permission, Permissions, sorted_permissions, parse_permissions
+from auth.permissions import Permission, Permissions, parse_permissions, permission_names
 from auth.policy import AccessMap
 from auth.principals import Principal
 from models.accounts import Account, Membership
@@ -25,6 +25,7 @@ from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.grants import granted_permissions
 from resolvers.contacts import require_contact
 from resolvers.invitations import create_invitation
 from resolvers.tunables import Tunables
@@ -37,18 +38,6 @@ class Invited:
     invitation: Invitation
 
 
-def _names(permissions: Permissions) -> list[str]:
-    return [permission.value for permission in sorted_permissions(permissions)]
-
-
-def _not_held(missing: Permissions) -> UserError:
-    return UserError(
-        message="You can only grant (or take away) permissions you hold on this account "
-        f"yourself: {', '.join(_names(missing))}.",
-        code="PERMISSION_NOT_HELD", field=["permissions"],
-    )
-
-
 OWNER_NOT_RESTRICTABLE = UserError(
     message="The owner holds every permission and cannot be restricted.",
     code="OWNER_NOT_RESTRICTABLE", field=["userId"],
@@ -57,18 +46,6 @@ ALREADY_ACTIVATED = UserError(
     message="This contact is already a sub-account here.", code="ALREADY_ACTIVATED",
     field=["contactId"],
 )
-
-
-def granted_permissions(
-    access: AccessMap, account_id: int, current: Permissions, requested: Permissions
-) -> Permissions | UserError:
-    """The new set: the caller decides within what it holds; the rest stays as it was."""
-    held = access.permissions_on(account_id)
-    added = requested - current
-    removed = current - requested
-    if (added | removed) - held:
-        return _not_held((added | removed) - held)
-    return requested
 
 
 async def activate_sub_account(
@@ -133,11 +110,11 @@ async def set_sub_account_permissions(
     if isinstance(granted, UserError):
         return granted
     if granted != current:
-        membership.permissions = _names(granted)
+        membership.permissions = permission_names(granted)
         record_event(
             session, actor=principal, action="subaccount.permissions_changed",
             account_id=account_id, target=("user", user_id),
-            before={"permissions": _names(current)}, after={"permissions": _names(granted)},
+            before={"permissions": permission_names(current)}, after={"permissions": permission_names(granted)},
         )
         await session.commit()
     return membership

@@ -36,7 +36,7 @@ from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.outbox import queue_security_email
 from resolvers.user_errors import UserError
-from resolvers.validation import is_text
+from resolvers.validation import untypable_character
 
 # Longer than any TOTP or recovery code however it is spaced: longer input is not a code.
 MAX_CODE_LENGTH = 64
@@ -83,7 +83,7 @@ class TwoFactorSetUp:
 
 def plausible_code(code: str) -> bool:
     """Short, without NUL and encodable: anything else cannot be a code and is not looked at."""
-    return len(code) <= MAX_CODE_LENGTH and "\x00" not in code and is_text(code)
+    return len(code) <= MAX_CODE_LENGTH and not untypable_character(code)
 
 
 async def second_factor_matches(session: AsyncSession, user: User, code: str) -> bool:

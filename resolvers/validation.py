@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from email_validator import EmailNotValidError, validate_email
 
 from resolvers.user_errors import UserError
@@ -30,12 +32,23 @@ def is_text(value: str) -> bool:
     return True
 
 
+def untypable_character(value: str) -> str | None:
+    """What makes ``value`` unfit to store, or None: the one rule for every string a request
+    carries. A NUL (PostgreSQL refuses it in text) or a lone surrogate (no UTF-8 for it):
+    JSON and GraphQL escapes can carry both, no keyboard types either."""
+    if "\x00" in value:
+        return "a NUL character (U+0000)"
+    if not is_text(value):
+        return "a lone surrogate (U+D800 to U+DFFF)"
+    return None
+
+
 def normalize_email(email: str) -> str | None:
     """The stored form of an email typed to find a login (sign-in, reset, link proofs): no
     validation, since a wrong answer must look like any other; None if no stored email
     could be it (so no query runs with a NUL or a lone surrogate in it)."""
     email = email.strip().lower()
-    if not email or len(email) > 254 or "\x00" in email or not is_text(email):
+    if not email or len(email) > 254 or untypable_character(email):
         return None
     return email
 
@@ -61,7 +74,7 @@ def clean_email_list(
 
 def clean_password(value: str, field: str = "password") -> str | UserError:
     """8–256 characters of text: a NUL or a lone surrogate is no character a person types."""
-    if "\x00" in value or not is_text(value):
+    if untypable_character(value):
         return UserError(
             message="The password contains a character that cannot be typed.",
             code="PASSWORD_INVALID", field=[field],
@@ -79,10 +92,16 @@ def clean_password(value: str, field: str = "password") -> str | UserError:
     return value
 
 
+def _has_control_character(value: str) -> bool:
+    """A control character left after white space is folded (an escape sequence, a bell):
+    nothing a name or a one-line field should hold, and a trap for whoever prints it."""
+    return any(unicodedata.category(character) == "Cc" for character in value)
+
+
 def clean_name(value: str, *, max_length: int, field: str = "name") -> str | UserError:
     """Inner runs of white space folded, 1 to ``max_length`` characters after trimming, no
-    NUL and no lone surrogate (both arrive through JSON; neither is a name, nor storable)."""
-    if "\x00" in value or not is_text(value):
+    control character, NUL or lone surrogate (all arrive through JSON; none is a name)."""
+    if untypable_character(value) or _has_control_character(" ".join(value.split())):
         return UserError(
             message="The name contains a character that cannot be typed.", code="NAME_INVALID",
             field=[field],
@@ -101,12 +120,12 @@ def clean_name(value: str, *, max_length: int, field: str = "name") -> str | Use
 def clean_optional_text(
     value: str | None, *, max_length: int, field: list[str], too_long_code: str = "TOO_LONG"
 ) -> str | None | UserError:
-    """Optional free text (a friendly name, a phone number, an address line): white space
-    folded, None when empty, no NUL and no lone surrogate."""
-    if "\x00" in (value or "") or not is_text(value or ""):
+    """Optional one-line text (a friendly name, a phone number, an address line): white
+    space folded, None when empty, no control character, NUL or lone surrogate."""
+    text = " ".join((value or "").split())
+    if untypable_character(value or "") or _has_control_character(text):
         return UserError(message="The text contains a character that cannot be typed.",
                          code="TEXT_INVALID", field=field)
-    text = " ".join((value or "").split())
     if not text:
         return None
     if len(text) > max_length:

@@ -15,10 +15,12 @@ from schema import (
 )
 from schema.directives import install_guards
 from schema.authentication import Authenticate
-from schema.errors import shape_error
+from schema.errors import shape_error, without_suggestions
 from schema.execution import LinkgateExecutor
+from schema.input_rules import OperationChoice
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.scalars import SCALAR_OVERRIDES
 
 # Every object type whose fields may carry ``@requires`` or return guarded objects.
 GUARDED_TYPES: list[type] = [
@@ -31,6 +33,10 @@ GUARDED_TYPES: list[type] = [
 
 
 class LinkgateSchema(strawberry.Schema):
+    # With introspection off, errors name no field, argument, type or enum value the caller
+    # did not write ("Did you mean ...?" would describe the schema piece by piece).
+    hide_suggestions: bool = False
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -38,6 +44,8 @@ class LinkgateSchema(strawberry.Schema):
         request_id = getattr(getattr(execution_context, "context", None), "request_id", "-")
         for error in errors:
             shape_error(error, request_id)
+            if self.hide_suggestions:
+                error.message = without_suggestions(error.message)
 
 
 def build_schema(
@@ -54,7 +62,7 @@ def build_schema(
             {"max_operations": max_batch_operations} if max_batch_operations else None
         ),
     )
-    return LinkgateSchema(
+    schema = LinkgateSchema(
         query=Query,
         mutation=Mutation,
         types=[
@@ -62,10 +70,13 @@ def build_schema(
             invitations.Invitation, invoices.Invoice, links.LinkGroup, notifications.Notification,
             services.Service, tickets.Ticket,
         ],
-        extensions=[*(extensions or []), Authenticate],
+        extensions=[*(extensions or []), OperationChoice, Authenticate],
         config=config,
         execution_context_class=LinkgateExecutor,
+        scalar_overrides=SCALAR_OVERRIDES,
     )
+    schema.hide_suggestions = hide_suggestions
+    return schema
 
 
 def print_schema_sdl() -> str:

@@ -173,6 +173,8 @@ async def delete_contact(info: strawberry.Info, input: DeleteContactInput) -> De
         context.session, context.access, principal=context.signed_in(),
         contact_id=decode_id_of(input.contact_id, "Contact", field="contactId"),
     )
+    if not isinstance(result, ContactRow):
+        return DeleteContactPayload(user_errors=UserError.list_from(result))
     await context.reload_access()
     return DeleteContactPayload(deleted_contact_id=strawberry.ID(encode_global_id("Contact", result.id)))
 

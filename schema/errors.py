@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from graphql import GraphQLError
 
 from auth.errors import LinkgateError
 
 logger = logging.getLogger("linkgate.errors")
+
+# graphql-core's suggestions: "Did you mean 'first'?", "Did you mean the enum value 'X' or 'Y'?"
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 INTERNAL_MESSAGE = "Internal server error. Quote the request id when reporting it."
 
@@ -40,3 +44,8 @@ def shape_error(error: GraphQLError, request_id: str) -> GraphQLError:
         error.message = INTERNAL_MESSAGE
     error._linkgate_shaped = True  # type: ignore[attr-defined]
     return error
+
+
+def without_suggestions(message: str) -> str:
+    """``message`` without graphql-core's "Did you mean ...?" hints (names hold no '?')."""
+    return _SUGGESTION.sub("", message)

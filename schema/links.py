@@ -22,11 +22,20 @@ if TYPE_CHECKING:
 
 @strawberry.type
 class LinkMember:
-    friendly_name: str | None
     linked_at: datetime
     linked_via: LinkMethod
     account_pk: strawberry.Private[int]
+    label: strawberry.Private[str | None]
     prefetched_account: strawberry.Private[Any] = NOT_PREFETCHED  # Account | None
+
+    @strawberry.field(
+        description="The head's name for the member account; null, as the account is, if you "
+        "cannot see it (a label such as \"Shops\" says what the account is)."
+    )
+    def friendly_name(self, info: strawberry.Info) -> str | None:
+        from schema.accounts import hides_account
+
+        return None if hides_account(info.context, self.account_pk) else self.label
 
     @strawberry.field(description="The member account; null if you cannot see it.")
     def account(
@@ -39,7 +48,7 @@ class LinkMember:
     @classmethod
     def from_model(cls, row: LinkMemberRow) -> LinkMember:
         return cls(
-            friendly_name=row.friendly_name, linked_at=row.linked_at,
+            label=row.friendly_name, linked_at=row.linked_at,
             linked_via=row.linked_via, account_pk=row.account_id,
         )
 

@@ -171,3 +171,20 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
         return
     with scratch_database(server, "linkgate_cli") as url:
         yield url
+
+
+# Strings no one can type: the edge (``linkgate.request_body``) refuses every request with one.
+UNTYPABLE = ["\ud800", "nul\u0000"]
+
+
+def refused_at_the_edge(response: httpx.Response, field: str | None = None) -> dict[str, Any]:
+    """The one error of a request refused before GraphQL ran: HTTP 400, ``BAD_USER_INPUT``,
+    no ``data``, and (if given) ``field`` named as the JSON path of the bad value."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert "data" not in body and len(body["errors"]) == 1, body
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    if field is not None:
+        assert error["extensions"]["field"] == field, error
+    return error

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.audit import AuditEvent
 from models.database import create_session_factory
 from models.notifications import Notification
+from schema.relay import decode_global_id
 from tests.conftest import GraphQLClient
 
 PASSWORD = "correct horse battery"
@@ -189,6 +190,11 @@ async def audit_actions(engine: AsyncEngine, account_number: str) -> list[str]:
             select(AuditEvent.action).where(AuditEvent.account_id == account_id).order_by(AuditEvent.id)
         )
         return list(rows)
+
+
+def pk(global_id: str) -> int:
+    """The database id behind a GraphQL global id."""
+    return decode_global_id(global_id)[1]
 
 
 async def count_rows(engine: AsyncEngine, model: Any, *where: Any) -> int:

@@ -20,11 +20,11 @@ from models.database import create_session_factory
 from models.identity import Invitation
 from models.notifications import Notification
 from models.users import User
-from schema.relay import decode_global_id, encode_global_id
+from schema.relay import encode_global_id
 from tests.conftest import PERSONAS, GraphQLClient, client_for
 from tests.customers import (
     ACCEPT_INVITATION, ACTIVATE, PASSWORD, SIGN_UP, Customer, add_contact, audit_actions,
-    count_rows, emailed_token, new_customer, new_sub_account, permissions_on,
+    count_rows, emailed_token, new_customer, new_sub_account, permissions_on, pk,
     sign_up_and_confirm, unique_email,
 )
 
@@ -63,10 +63,6 @@ OWN_PASSWORD = "the invitee's own secret"
 
 def codes(payload: dict[str, Any]) -> list[str]:
     return [error["code"] for error in payload["userErrors"]]
-
-
-def pk(global_id: str) -> int:
-    return decode_global_id(global_id)[1]
 
 
 async def invite(gql: GraphQLClient, token: str, contact_id: str, permissions: list[str]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from models.audit import AuditEvent
 from models.database import create_session_factory
 from models.notifications import Notification
 from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
-from schema.relay import decode_global_id, encode_global_id
+from schema.relay import encode_global_id
 from tests.conftest import GraphQLClient
-from tests.customers import Customer, add_contact, count_rows, new_customer, new_sub_account
+from tests.customers import Customer, add_contact, count_rows, new_customer, new_sub_account, pk
 
 OPEN = """
 mutation($input: OpenTicketInput!) {
@@ -44,10 +44,6 @@ query($n: String!) { viewer { account(number: $n) {
   notifications(first: 50) { edges { node { recipient category subject sentAt } } }
 } } }
 """
-
-
-def pk(global_id: str) -> int:
-    return decode_global_id(global_id)[1]
 
 
 async def open_ticket(gql: GraphQLClient, token: str, account_id: str, **fields: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from models.notifications import Notification
 from models.users import StaffRole, User
 from resolvers.staff import create_staff
 from resolvers.two_factor import set_up_two_factor
-from tests.conftest import PERSONAS, TEST_SECRET, GraphQLClient, client_for
+from tests.conftest import PERSONAS, TEST_SECRET, GraphQLClient, client_for, refused_at_the_edge
 from tests.customers import PASSWORD, Customer, count_rows, new_customer, unique_email
 
 LOGIN = """
@@ -470,7 +470,8 @@ async def test_staff_must_sign_in_with_a_second_factor_when_required(
 
 # --- bad input -----------------------------------------------------------------------------
 
-BAD_CODES = ["\x00", "123\x00456", "\ud800", "\udfff12345", "1" * 90_000]
+BAD_CODES = ["12345a", "١٢٣٤٥٦", "123 456 789", "1" * 90_000]
+UNTYPABLE_CODES = ["\x00", "123\x00456", "\ud800", "\udfff12345"]
 
 
 async def post_raw(
@@ -514,6 +515,16 @@ async def test_malformed_codes_are_user_errors(gql: GraphQLClient) -> None:
             disabled = await answer(http, DISABLE, {"input": {"password": PASSWORD, "code": bad}},
                                     customer.token)
             assert errors_of(disabled) == ["INVALID_OTP"]
+    # No one can type these: each request is refused before anything runs, naming the field.
+    async with client_for(app_of(gql), "10.67.1.1") as http:
+        for bad in UNTYPABLE_CODES:
+            for query, variables, token, field in [
+                (CONFIRM, {"input": {"code": bad, "password": PASSWORD}}, pending.token, "code"),
+                (LOGIN, {"input": {"email": customer.email, "password": PASSWORD, "otp": bad}}, None, "otp"),
+                (REGENERATE, {"input": {"code": bad}}, customer.token, "code"),
+                (DISABLE, {"input": {"password": PASSWORD, "code": bad}}, customer.token, "code"),
+            ]:
+                refused_at_the_edge(await post_raw(http, query, variables, token), f"variables.input.{field}")
     assert await two_factor_enabled(gql, customer.token) is True
     assert await two_factor_enabled(gql, pending.token) is False
 
@@ -522,8 +533,12 @@ async def test_malformed_passwords_when_turning_it_off_are_user_errors(gql: Grap
     customer, _app, codes = await with_two_factor(gql)
     for index, bad in enumerate(["\x00", "\ud800", "x" * 90_000]):
         async with client_for(app_of(gql), f"10.68.0.{index}") as http:
-            disabled = await answer(http, DISABLE, {"input": {"password": bad, "code": codes[0]}},
-                                    customer.token)
+            variables = {"input": {"password": bad, "code": codes[0]}}
+            if len(bad) == 1:  # no one can type it: refused before anything runs
+                refused_at_the_edge(await post_raw(http, DISABLE, variables, customer.token),
+                                    "variables.input.password")
+                continue
+            disabled = await answer(http, DISABLE, variables, customer.token)
             assert errors_of(disabled) == ["INVALID_CREDENTIALS"]
     assert await two_factor_enabled(gql, customer.token) is True
 
