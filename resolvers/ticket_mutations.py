@@ -23,7 +23,7 @@ from resolvers.database import begin_write
 from resolvers.outbox import queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_email_list
+from resolvers.validation import clean_email_list, has_control_character
 
 MAX_SUBJECT = 200
 MAX_CC_EMAILS = 10
@@ -48,6 +48,9 @@ def _clean_body(body: str, tunables: Tunables) -> str | UserError:
 
 def _clean_subject(subject: str) -> str | UserError:
     text = " ".join(subject.split())
+    if has_control_character(text):
+        return UserError(message="The subject contains a character that cannot be typed.",
+                         code="SUBJECT_INVALID", field=["subject"])
     if not text:
         return UserError(message="The subject cannot be empty.", code="SUBJECT_EMPTY", field=["subject"])
     if len(text) > MAX_SUBJECT:

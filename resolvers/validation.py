@@ -92,7 +92,7 @@ def clean_password(value: str, field: str = "password") -> str | UserError:
     return value
 
 
-def _has_control_character(value: str) -> bool:
+def has_control_character(value: str) -> bool:
     """A control character left after white space is folded (an escape sequence, a bell):
     nothing a name or a one-line field should hold, and a trap for whoever prints it."""
     return any(unicodedata.category(character) == "Cc" for character in value)
@@ -101,7 +101,7 @@ def _has_control_character(value: str) -> bool:
 def clean_name(value: str, *, max_length: int, field: str = "name") -> str | UserError:
     """Inner runs of white space folded, 1 to ``max_length`` characters after trimming, no
     control character, NUL or lone surrogate (all arrive through JSON; none is a name)."""
-    if untypable_character(value) or _has_control_character(" ".join(value.split())):
+    if untypable_character(value) or has_control_character(" ".join(value.split())):
         return UserError(
             message="The name contains a character that cannot be typed.", code="NAME_INVALID",
             field=[field],
@@ -123,7 +123,7 @@ def clean_optional_text(
     """Optional one-line text (a friendly name, a phone number, an address line): white
     space folded, None when empty, no control character, NUL or lone surrogate."""
     text = " ".join((value or "").split())
-    if untypable_character(value or "") or _has_control_character(text):
+    if untypable_character(value or "") or has_control_character(text):
         return UserError(message="The text contains a character that cannot be typed.",
                          code="TEXT_INVALID", field=field)
     if not text:

@@ -20,11 +20,14 @@ def encode_global_id(type_name: str, pk: int) -> str:
 
 
 def decode_global_id(global_id: str) -> tuple[str, int]:
-    """``(type name, primary key)``; a string that is not one of our IDs is bad input."""
+    """``(type name, primary key)``; a string that is not one of our IDs is bad input.
+    Strict: only the one spelling ``encode_global_id`` writes is an ID, so no object has
+    aliases (base64 decoders skip stray characters; ``int`` reads other scripts' digits)."""
     try:
         raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
         type_name, _, pk = raw.partition(":")
-        if not type_name.isidentifier() or not pk.isdigit() or len(pk) > 18:
+        if not (type_name.isascii() and type_name.isidentifier() and pk.isascii() and pk.isdigit()
+                and len(pk) <= 18 and encode_global_id(type_name, int(pk)) == global_id):
             raise ValueError(raw)
         return type_name, int(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:

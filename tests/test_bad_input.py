@@ -255,3 +255,36 @@ async def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(gql: Graph
 
 async def _once(data: bytes) -> Any:
     yield data
+
+
+@pytest.mark.parametrize("number", ["x" * 50_001, "%" * 25_000, "INV-" + "_" * 40])
+async def test_an_invoice_number_filter_longer_than_any_number_finds_nothing(
+    gql: GraphQLClient, tokens: dict[str, str], number: str
+) -> None:
+    """SQLite refuses a LIKE pattern over 50,000 bytes (escaping doubles each % and _)."""
+    query = ("query($f: InvoiceFilter) { viewer { account(number: \"ACC-100001\") {"
+             " invoices(filter: $f) { totalCount } } } }")
+    result = await gql.execute(query, {"f": {"number": number}}, token=tokens["olivia"])
+    assert result == {"data": {"viewer": {"account": {"invoices": {"totalCount": 0}}}}}
+
+
+@pytest.mark.parametrize(
+    "alias",
+    ["QWNjb3VudDox!!!", "**QWNjb3VudDox**", "QWNj b3Vu dDox", "QWNjb3VudDox=",
+     "QWNjb3VudDowMQ",  # Account:01
+     "QWNjb3VudDrZodmi"],  # Account:١٢ (Arabic-Indic digits)
+)
+async def test_an_object_has_one_id_not_aliases(gql: GraphQLClient, tokens: dict[str, str], alias: str) -> None:
+    body = (await gql.post("query($id: ID!) { node(id: $id) { id } }", {"id": alias}, token=tokens["olivia"])).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert (body.get("data") or {}).get("node") is None
+
+
+async def test_a_ticket_subject_is_one_line_of_text(gql: GraphQLClient) -> None:
+    customer = await new_customer(gql)
+    opened = await gql.execute(
+        "mutation($input: OpenTicketInput!) { openTicket(input: $input) { ticket { id } userErrors { field code } } }",
+        {"input": {"accountId": customer.account.id, "subject": "Help\x1b[2J", "body": "It broke.\n\tTwice."}},
+        token=customer.token,
+    )
+    assert opened["data"]["openTicket"] == {"ticket": None, "userErrors": [{"field": ["subject"], "code": "SUBJECT_INVALID"}]}
