@@ -5,8 +5,9 @@ query parameters. Each operation holds ``query`` and ``operationName`` (strings)
 ``variables`` and ``extensions`` (objects), each of them null or absent if not needed. No
 string anywhere in it may hold a character no one can type or store
 (``resolvers.validation.untypable_character``: a NUL, a lone surrogate), so no resolver, SQL
-statement or log line ever meets one. JSON is read by orjson, which refuses invalid UTF-8,
-nesting over 1,024 levels and numbers that are not finite.
+statement or log line ever meets one; and no list in it may hold over ``MAX_LIST_ITEMS``
+items. JSON is read by orjson, which refuses invalid UTF-8, nesting over 1,024 levels and
+numbers that are not finite.
 
 Every refusal is a ``BadInput`` naming where the problem is (``field``: ``variables.input.name``,
 ``[2].query``), which the endpoint answers with HTTP 400 and ``BAD_USER_INPUT``.
@@ -15,7 +16,7 @@ Every refusal is a ``BadInput`` naming where the problem is (``field``: ``variab
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +25,9 @@ import orjson
 from auth.errors import BadInput
 from resolvers.validation import untypable_character
 
-# How an untypable character can be written in JSON text (raw ones are invalid JSON, and
-# orjson refuses every surrogate escape it cannot pair): only the NUL's escape gets through.
-_NUL_ESCAPE = "\\u0000"
+# No dashboard sends longer lists (``nodes`` takes 100 IDs); GraphQL coerces every item of a
+# list variable before a resolver can refuse it, so the edge bounds them.
+MAX_LIST_ITEMS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +40,15 @@ class Operation:
     extensions: dict[str, Any] | None
 
 
-def decode_json(data: str | bytes, *, what: str = "The body") -> Any:
-    """``data`` as JSON, or a ``BadInput`` saying why it is not (and where, for a surrogate)."""
+def decode_json(data: str | bytes, *, what: str = "The body", path: str | None = None) -> Any:
+    """``data`` as JSON, or a ``BadInput`` saying why it is not (and where, for a surrogate;
+    ``path`` is where ``data`` itself sits in the request)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
         reason = str(error)
     if "surrogate" in reason:
-        located = _locate_surrogate(data)
+        located = _locate_surrogate(data, path)
         if located is not None:
             raise BadInput(
                 f"`{located}` holds a lone surrogate (U+D800 to U+DFFF), which is not text.",
@@ -58,8 +60,10 @@ def decode_json(data: str | bytes, *, what: str = "The body") -> Any:
 def operations_in_body(body: bytes) -> Operation | list[Operation]:
     """The operation, or the batch of them, a POST body holds."""
     data = decode_json(body)
-    check_text(data, may_hold_nul=_NUL_ESCAPE.encode() in body)
+    check_values(data)
     if isinstance(data, list):
+        if not data:
+            raise BadInput("The batch is empty: send at least one operation.")
         return [_operation(item, f"[{index}].") for index, item in enumerate(data)]
     return _operation(data, "")
 
@@ -68,43 +72,57 @@ def operation_in_query_string(params: Mapping[str, str]) -> Operation:
     """The operation a GET request's query parameters hold (``variables`` and ``extensions``
     as JSON text, as GraphQL over HTTP says)."""
     data: dict[str, Any] = dict(params)
-    may_hold_nul = False
     for name in ("variables", "extensions"):
         if data.get(name):
-            may_hold_nul = may_hold_nul or _NUL_ESCAPE in data[name]
-            data[name] = decode_json(data[name], what=f"The `{name}` parameter")
+            data[name] = decode_json(data[name], what=f"The `{name}` parameter", path=name)
         else:
             data.pop(name, None)
-    check_text(data, may_hold_nul=may_hold_nul)
+    check_values(data)
     return _operation(data, "")
 
 
-def check_text(data: Any, *, may_hold_nul: bool = True) -> None:
-    """Refuses ``data`` if any string in it (keys included) holds an untypable character.
-    Skipped when its JSON text had no NUL escape: orjson has refused everything else."""
-    if not may_hold_nul and not _holds_raw_nul(data):
-        return
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
-    while stack:  # iterative: a JSON value may nest deeper than Python's recursion limit
-        value, path = stack.pop()
-        if isinstance(value, str):
-            problem = untypable_character(value)
-            if problem is not None:
-                where = _render(path)
-                raise BadInput(f"`{where}` holds {problem}, which no text may hold.", field=where)
-        elif isinstance(value, dict):
+def _nul(value: str) -> str | None:
+    return "a NUL character (U+0000)" if "\x00" in value else None
+
+
+def check_values(data: Any, *, problem_in: Callable[[str], str | None] = _nul) -> None:
+    """Refuses ``data`` if a string in it (keys included) holds an untypable character, or a
+    list in it holds over ``MAX_LIST_ITEMS`` items (GraphQL would coerce every one before any
+    resolver could say "too many"). ``problem_in`` is ``_nul`` for what orjson decoded: it
+    refuses surrogates itself. One pass, iterative (JSON may nest deeper than Python's
+    recursion limit), and paths are only built for the value it refuses."""
+    stack: list[tuple[Any, Any]] = [(data, None)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
             for key, item in value.items():
-                stack.append((key, path))
-                stack.append((item, (*path, key)))
+                if problem_in(key) is not None:
+                    _refuse(where, problem_in(key), " (in a key)")
+                if isinstance(item, str):
+                    if problem_in(item) is not None:
+                        _refuse((where, key), problem_in(item))
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, (where, key)))
         elif isinstance(value, list):
-            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+            if len(value) > MAX_LIST_ITEMS:
+                location = _render(where)
+                raise BadInput(
+                    f"`{location}` holds {len(value)} items; a list may hold at most "
+                    f"{MAX_LIST_ITEMS}.", field=location, limit="listItems",
+                )
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    if problem_in(item) is not None:
+                        _refuse((where, index), problem_in(item))
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, (where, index)))
+        elif isinstance(value, str) and problem_in(value) is not None:
+            _refuse(where, problem_in(value))
 
 
-def _holds_raw_nul(data: Any) -> bool:
-    """Query parameters arrive decoded: a ``%00`` is a NUL already."""
-    return isinstance(data, dict) and any(
-        isinstance(value, str) and "\x00" in value for value in data.values()
-    )
+def _refuse(where: Any, problem: str | None, suffix: str = "") -> None:
+    location = _render(where)
+    raise BadInput(f"`{location}`{suffix} holds {problem}, which no text may hold.", field=location)
 
 
 def _operation(item: Any, prefix: str) -> Operation:
@@ -147,12 +165,12 @@ def _json_kind(value: Any) -> str:
     return "an object"
 
 
-def _locate_surrogate(data: str | bytes) -> str | None:
+def _locate_surrogate(data: str | bytes, path: str | None) -> str | None:
     """Where the lone surrogate orjson refused is, read with the standard library (which
     accepts one), to name the field. None if that reader cannot say."""
     try:
         document = json.loads(data)
-        check_text(document)
+        check_values(document if path is None else {path: document}, problem_in=untypable_character)
     except BadInput as error:
         return error.extensions.get("field")
     except (ValueError, RecursionError):
@@ -160,9 +178,14 @@ def _locate_surrogate(data: str | bytes) -> str | None:
     return None
 
 
-def _render(path: tuple[str | int, ...]) -> str:
+def _render(where: Any) -> str:
+    """``(((None, "variables"), "input"), "name")`` as ``variables.input.name``."""
+    path: list[str | int] = []
+    while where is not None:
+        where, part = where
+        path.append(part)
     rendered = ""
-    for part in path:
+    for part in reversed(path):
         if isinstance(part, int):
             rendered += f"[{part}]"
         else:

@@ -50,7 +50,7 @@ from resolvers.user_errors import UserError
 
 # Amounts are 32-bit integer columns.
 MAX_AMOUNT = 2**31 - 1
-PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+PERIOD = re.compile(r"^([0-9]{4})-([0-9]{2})$")  # ASCII digits: \d takes any script's
 # Any constant: the key of the advisory lock that serializes invoice runs on PostgreSQL.
 _INVOICE_RUN_LOCK = 4_151_001
 

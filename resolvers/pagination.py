@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from auth.errors import BadInput
+from resolvers.validation import parse_instant, untypable_character
 
 Row = TypeVar("Row")
 
@@ -83,14 +84,24 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
+# Longer than any cursor ``encode_cursor`` writes for our sort keys.
+MAX_CURSOR_LENGTH = 512
+_BIGINT = range(-(2**63), 2**63)
+
+
 def decode_cursor(cursor: str, key: SortKey) -> list[Any]:
+    """A cursor is input like any other: anyone can forge one, so every value in it must be
+    one the database can compare (an integer in BIGINT, text without a NUL or a lone
+    surrogate, an instant with its zone that exists in UTC), or it is bad input."""
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
         if not isinstance(values, list) or len(values) != len(key.columns):
             raise ValueError("wrong shape")
         return [_typed(column, value) for column, value in zip(key.columns, values)]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError) as error:
         raise BadInput("The `after` cursor is not valid.", field="after") from error
 
 
@@ -99,16 +110,13 @@ def _typed(column: InstrumentedAttribute[Any], value: Any) -> Any:
     if python_type is datetime:
         if not isinstance(value, str):
             raise ValueError("expected a timestamp")
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise ValueError("expected a UTC timestamp")
-        return moment
+        return parse_instant(value)
     if python_type is int:
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not isinstance(value, int) or isinstance(value, bool) or value not in _BIGINT:
             raise ValueError("expected an integer")
         return value
     if python_type is str:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or untypable_character(value) is not None:
             raise ValueError("expected a string")
         return value
     raise ValueError("unsupported cursor column")

@@ -30,7 +30,7 @@ MAX_CC_EMAILS = 10
 TICKET_NUMBER_PREFIX = "TKT-"
 FIRST_TICKET_NUMBER = 100001
 TICKET_NUMBER_LOCK = 0x4C47_544B  # any constant shared by every opener ("LGTK")
-_NUMBER = re.compile(r"^TKT-(\d{1,12})$")
+_NUMBER = re.compile(r"^TKT-([0-9]{1,12})$")
 
 
 def _clean_body(body: str, tunables: Tunables) -> str | UserError:

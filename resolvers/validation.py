@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime, timezone
+
+import dateutil.parser
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -30,6 +33,20 @@ def is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def parse_instant(value: str) -> datetime:
+    """An ISO 8601 date-time *with* its offset, as UTC: the one rule for every instant a
+    request carries (``DateTime`` inputs, pagination cursors). Without an offset the instant
+    is unknown (whose midnight?), so it is refused rather than guessed; and it must exist in
+    UTC (years 1 to 9999). ``ValueError`` says why not."""
+    moment = dateutil.parser.isoparse(value)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("It has no time zone: add one, as in 2026-10-01T00:00:00Z or +02:00.")
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("It is outside the years 1 to 9999 in UTC.") from None
 
 
 def untypable_character(value: str) -> str | None:
@@ -92,10 +109,19 @@ def clean_password(value: str, field: str = "password") -> str | UserError:
     return value
 
 
+# Invisible characters that reorder or hide what is shown: bidirectional overrides and
+# isolates ("Shops\u202egnp.exe" reads as "Shopsexe.png"), and the byte-order mark. Other
+# format characters (the zero-width joiners of emoji and of some scripts) stay allowed.
+_DECEPTIVE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+
 def has_control_character(value: str) -> bool:
-    """A control character left after white space is folded (an escape sequence, a bell):
-    nothing a name or a one-line field should hold, and a trap for whoever prints it."""
-    return any(unicodedata.category(character) == "Cc" for character in value)
+    """A control character left after white space is folded (an escape sequence, a bell),
+    or one that changes how the rest reads: nothing a name or a one-line field should hold,
+    and a trap for whoever shows or prints it."""
+    return any(
+        character in _DECEPTIVE or unicodedata.category(character) == "Cc" for character in value
+    )
 
 
 def clean_name(value: str, *, max_length: int, field: str = "name") -> str | UserError:

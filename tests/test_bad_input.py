@@ -16,7 +16,7 @@ import pytest
 
 from linkgate.app import create_app
 from linkgate.settings import Settings
-from tests.conftest import TEST_SECRET, GraphQLClient, client_for
+from tests.conftest import TEST_SECRET, GraphQLClient, client_for, refused_at_the_edge
 from tests.customers import new_customer
 
 NUL = "Nort\x00hwind"
@@ -288,3 +288,87 @@ async def test_a_ticket_subject_is_one_line_of_text(gql: GraphQLClient) -> None:
         token=customer.token,
     )
     assert opened["data"]["openTicket"] == {"ticket": None, "userErrors": [{"field": ["subject"], "code": "SUBJECT_INVALID"}]}
+
+
+def _cursor(values: list[Any]) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("query", "values"),
+    [
+        ("{ viewer { accounts(first: 2, after: $c) { totalCount } } }", ["a", 2**63]),
+        ("{ viewer { accounts(first: 2, after: $c) { totalCount } } }", ["a", -(2**63) - 1]),
+        ("{ viewer { accounts(first: 2, after: $c) { totalCount } } }", ["\ud800", 1]),
+        ("{ viewer { accounts(first: 2, after: $c) { totalCount } } }", ["\u0000", 1]),
+        ('{ viewer { account(number: "ACC-100001") { tickets(first: 2, after: $c) { totalCount } } } }', [2**64]),
+        ('{ viewer { account(number: "ACC-100001") { creditLedger(first: 2, after: $c) { totalCount } } } }', [10**30]),
+        ('{ viewer { account(number: "ACC-100001") { invoices(first: 2, after: $c) { totalCount } } } }',
+         ["0001-01-01T00:00:00+14:00", 1]),
+        ('{ viewer { account(number: "ACC-100001") { invoices(first: 2, after: $c) { totalCount } } } }',
+         ["2026-01-01T00:00:00", 1]),
+        ('{ viewer { account(number: "ACC-100001") { invoices(first: 2, after: $c) { totalCount } } } }',
+         ["2026-01-01T00:00:00+00:00", 2**63]),
+    ],
+)
+async def test_a_forged_cursor_is_bad_input(
+    gql: GraphQLClient, tokens: dict[str, str], query: str, values: list[Any]
+) -> None:
+    """Cursors are base64 JSON: their contents never pass the edge, so they are checked where
+    they are read, against what the database can compare."""
+    document = "query($c: String) " + query
+    body = (await gql.post(document, {"c": _cursor(values)}, token=tokens["olivia"])).json()
+    codes = [error["extensions"]["code"] for error in body["errors"]]
+    assert codes == ["BAD_USER_INPUT"], body
+    deep = _cursor(json.loads("[" * 200 + "]" * 200))
+    body = (await gql.post(document, {"c": deep}, token=tokens["olivia"])).json()
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["BAD_USER_INPUT"], body
+
+
+async def test_a_list_in_variables_is_bounded_before_graphql_coerces_it(gql: GraphQLClient) -> None:
+    response = await gql.post("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [1] * 30_000})
+    error = refused_at_the_edge(response, "variables.ids")
+    assert error["extensions"]["limit"] == "listItems"
+    nested = await gql.post("query($v: String) { __typename }", {"v": [[1] * 1_001]})
+    assert refused_at_the_edge(nested, "variables.v[0]")["extensions"]["limit"] == "listItems"
+
+
+async def test_an_empty_batch_is_refused(gql: GraphQLClient) -> None:
+    response = await gql.http.post("/graphql", content=b"[]", headers={"content-type": "application/json"})
+    assert "empty" in refused_at_the_edge(response)["message"]
+
+
+async def test_a_surrogate_in_a_get_variable_is_named_with_its_path(gql: GraphQLClient) -> None:
+    response = await gql.http.get("/graphql", params={
+        "query": "query($a: String) { __typename }", "variables": '{"a": "\\ud800"}'})
+    refused_at_the_edge(response, "variables.a")
+
+
+@pytest.mark.parametrize("name", ["Shops\u202egnp.exe", "\ufeffShops", "Sh\u2066ops"])
+async def test_names_that_read_differently_from_what_they_hold_are_refused(gql: GraphQLClient, name: str) -> None:
+    customer = await new_customer(gql)
+    renamed = await gql.execute(
+        "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { userErrors { field code } } }",
+        {"input": {"accountId": customer.account.id, "name": name}}, token=customer.token,
+    )
+    assert renamed["data"]["renameAccount"]["userErrors"] == [{"field": ["name"], "code": "NAME_INVALID"}]
+    family = await gql.execute(
+        "mutation($input: RenameAccountInput!) { renameAccount(input: $input) { account { name } userErrors { code } } }",
+        {"input": {"accountId": customer.account.id, "name": "Familie \U0001F468\u200d\U0001F469\u200d\U0001F467"}},
+        token=customer.token,
+    )
+    assert family["data"]["renameAccount"]["userErrors"] == []  # zero-width joiners in an emoji stay
+
+
+def test_periods_and_ticket_numbers_take_ascii_digits_only() -> None:
+    from datetime import date
+
+    from resolvers.invoicing import parse_period
+    from resolvers.ticket_mutations import _NUMBER
+    from resolvers.user_errors import UserError
+
+    assert isinstance(parse_period("２０２６-０１", today=date(2026, 12, 6)), UserError)
+    assert not isinstance(parse_period("2026-01", today=date(2026, 12, 6)), UserError)
+    assert _NUMBER.match("TKT-١٠٠٠٠١") is None and _NUMBER.match("TKT-100001")
