@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=5000, ge=100)
     max_body_bytes: int = Field(default=100_000, ge=1_000)
     max_query_cost: int = Field(default=250_000, ge=10)
+    # The document's shape, measured before validation (schema/document_limits.py): selections
+    # in one selection set as written; selections with every fragment spread expanded; steps
+    # of the check that same-named fields merge (graphql-core's own budget is 500,000).
+    max_selections_per_set: int = Field(default=100, ge=10)
+    max_selections: int = Field(default=500, ge=100)
+    max_merge_comparisons: int = Field(default=2_000, ge=100, le=500_000)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # New objects between two collections of the young generation (CPython's default: 700);

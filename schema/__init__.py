@@ -70,7 +70,8 @@ def build_schema(
             invitations.Invitation, invoices.Invoice, links.LinkGroup, notifications.Notification,
             services.Service, tickets.Ticket,
         ],
-        extensions=[*(extensions or []), OperationChoice, Authenticate],
+        # OperationChoice first: its refusal must come before ValidationCache validates.
+        extensions=[OperationChoice, *(extensions or []), Authenticate],
         config=config,
         execution_context_class=LinkgateExecutor,
         scalar_overrides=SCALAR_OVERRIDES,

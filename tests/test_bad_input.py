@@ -372,3 +372,28 @@ def test_periods_and_ticket_numbers_take_ascii_digits_only() -> None:
     assert isinstance(parse_period("２０２６-０１", today=date(2026, 12, 6)), UserError)
     assert not isinstance(parse_period("2026-01", today=date(2026, 12, 6)), UserError)
     assert _NUMBER.match("TKT-١٠٠٠٠١") is None and _NUMBER.match("TKT-100001")
+
+
+async def test_a_batch_shares_one_token_budget(gql: GraphQLClient, settings: Settings) -> None:
+    """Ten operations cost what one may: a batch of ten documents just under the token limit
+    each is refused before any is parsed."""
+    half = settings.max_query_tokens // 2
+    document = "{ nodes(ids: [" + "1 " * (half - 10) + "]) { id } }"
+    batch = [{"query": f"# {index}\n" + document} for index in range(3)]
+    response = await gql.http.post("/graphql", json=batch)
+    assert refused_at_the_edge(response)["extensions"]["limit"] == "tokens"
+    mutation_late = [{"query": "{ __typename }"},
+                     {"query": 'query mutation { __typename } mutation M { logout { ok } }'}]
+    refused = await gql.http.post("/graphql", json=mutation_late)
+    assert refused.status_code == 400 and "mutations" in refused.json()["errors"][0]["message"]
+    fine = await gql.http.post("/graphql", json=[{"query": "{ __typename }"},
+                                                 {"query": "query mutation { __typename }"}])
+    assert fine.json() == [{"data": {"__typename": "Query"}}, {"data": {"__typename": "Query"}}]
+
+
+async def test_several_operations_are_refused_before_validation(
+    gql: GraphQLClient, count_statements: Any
+) -> None:
+    document = " ".join(f"query Q{index} {{ __typename }}" for index in range(300))
+    body = (await gql.post(document)).json()
+    assert body["errors"][0]["extensions"]["field"] == "operationName"
