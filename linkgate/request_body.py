@@ -131,7 +131,7 @@ def _operation(item: Any, prefix: str) -> Operation:
         raise BadInput(
             f"Expected {where} to be a JSON object with `query` and, if needed, `variables`, "
             f"`operationName` and `extensions`; got {_json_kind(item)}.",
-            field=prefix.rstrip(".") or None,
+            **({"field": prefix.rstrip(".")} if prefix else {}),
         )
     query = _field(item, prefix, "query", str)
     variables = _field(item, prefix, "variables", dict)
