@@ -40,6 +40,7 @@ class _CostWalker:
     ) -> None:
         self.schema = schema
         self.variables = variables
+        self.spread_costs: dict[tuple[str, str | None], int] = {}
         self.fragments = {
             definition.name.value: definition
             for definition in document.definitions
@@ -63,7 +64,11 @@ class _CostWalker:
                 if fragment is None or name in seen:
                     continue  # validation reports unknown and cyclic fragments
                 target = self.schema.get_type(fragment.type_condition.name.value) or parent
-                total += self.selection_set(target, fragment.selection_set, seen | {name})
+                key = (name, getattr(target, "name", None))
+                if key not in self.spread_costs:  # once per fragment: a chain of fragments
+                    # each spreading the next twice would otherwise cost 2^n walks
+                    self.spread_costs[key] = self.selection_set(target, fragment.selection_set, seen | {name})
+                total += self.spread_costs[key]
         return total
 
     def field(self, parent: Any, node: FieldNode, seen: frozenset[str]) -> int:

@@ -55,3 +55,32 @@ def test_nesting_multiplies() -> None:
         "{ viewer { accounts(first: 10) { edges { node { invoices(first: 10) { edges { node { number } } } } } } } }"
     )
     assert nested > 10 * 10
+
+
+def test_the_cost_estimate_walks_each_fragment_once() -> None:
+    """A chain of fragments each spreading the next twice: 2^16 selections if expanded, but
+    the estimate walks each fragment once (and still counts every spread)."""
+    from graphql import parse
+
+    from schema import build_schema
+    from schema.limits import _CostWalker, estimate_cost
+
+    depth = 16  # unmemoised, 65,536 walks: the test fails fast rather than hanging
+    fragments = [f"fragment F{i} on User {{ ...F{i + 1} ...F{i + 1} }}" for i in range(depth)]
+    document = parse("{ viewer { user { ...F0 } } } " + " ".join(fragments) + f" fragment F{depth} on User {{ id }}")
+    schema = build_schema()._schema
+    calls = 0
+    real = _CostWalker.field
+
+    def counting(self: Any, *args: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return real(self, *args)
+
+    _CostWalker.field = counting  # type: ignore[method-assign]
+    try:
+        cost = estimate_cost(schema, document)
+    finally:
+        _CostWalker.field = real  # type: ignore[method-assign]
+    assert cost == 2 + 2**depth  # viewer, user, then every id the chain would select
+    assert calls < 10
