@@ -1,5 +1,5 @@
 """The Starlette application: ``/graphql`` (POST, and GET with GraphiQL), ``/healthz``, ``/readyz``,
-``/invoices/download`` (signed invoice links)."""
+``/metrics``, ``/invoices/download`` (signed invoice links)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,10 +35,13 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from auth.errors import BadInput, LinkgateError
 from linkgate.context import build_context
 from linkgate.downloads import download_endpoint
+from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
+from linkgate.observation import ObserveRequests, OperationNames, current_observation
 from linkgate.request_body import Operation, operation_in_query_string, operations_in_body
 from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
+from linkgate.tracing import Tracing
 from models.database import create_engine
 from resolvers.database import RequestSession
 from schema import LinkgateSchema, build_schema
@@ -71,6 +73,9 @@ class JSONBody(JSONResponse):
 
 def error_response(status: int, code: str, message: str, **extensions: Any) -> JSONResponse:
     """Failures outside GraphQL execution, in the same shape as GraphQL errors."""
+    observation = current_observation()
+    if observation is not None:
+        observation.add_error_code(code)
     return JSONBody(
         {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]},
         status_code=status,
@@ -97,8 +102,7 @@ class GraphQLEndpoint(GraphQL):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = scope["state"]["request_id"]  # given by ObserveRequests, with its header
         try:
             length = int(request.headers.get("content-length") or 0)
         except ValueError:
@@ -115,7 +119,6 @@ class GraphQLEndpoint(GraphQL):
             if body is not None:
                 request = Request(scope, _replaying(body, receive))
             response = await self._respond(request, request_id)
-        response.headers["x-request-id"] = request_id
         await response(scope, receive, send)
 
     async def _respond(self, request: Request, request_id: str) -> Response:
@@ -134,7 +137,8 @@ class GraphQLEndpoint(GraphQL):
                     response = await self.run(request)
                 return _negotiated(request, response)
             except TimeoutError:
-                logger.warning("request %s ran past the time limit", request_id)
+                logger.warning("request ran past the time limit of %s seconds",
+                               self.settings.request_timeout_seconds)
                 return error_response(
                     503, "INTERNAL_SERVER_ERROR",
                     f"The request ran past its time limit of "
@@ -153,7 +157,7 @@ class GraphQLEndpoint(GraphQL):
                 status = 401 if error.code == "UNAUTHENTICATED" else 400
                 return error_response(status, error.code, error.message, **error.extensions)
             except Exception:
-                logger.exception("unexpected error in request %s", request_id)
+                logger.exception("unexpected error")
                 return error_response(
                     500, "INTERNAL_SERVER_ERROR",
                     "Internal server error. Quote the request id when reporting it.",
@@ -202,6 +206,9 @@ class GraphQLEndpoint(GraphQL):
     async def process_result(self, request: Request, result: Any) -> Any:
         """Chooses the HTTP status of a single operation's response (see ``_negotiated``)."""
         data = await super().process_result(request, result)
+        observation = current_observation()
+        if observation is not None:
+            observation.add_result(data.get("data"), data.get("errors"))
         # Request-level failures (the token, the database; not a field) get their HTTP status.
         request_codes = {
             (error.extensions or {}).get("code") for error in result.errors or () if not error.path
@@ -327,7 +334,12 @@ def create_app(
     """The application. ``enforce_permissions=False`` exists for the benchmark only (bench/):
     it is an argument, never a setting, so no deployment can switch the checks off."""
     settings = settings or get_settings()
+    settings.signing_key  # noqa: B018 — a server without a key cannot start (ConfigurationError)
     engine = engine or create_engine(settings.database_url)
+    tracing = Tracing.from_environment()  # None unless OTEL_* variables ask for traces
+    if tracing is not None:
+        tracing.instrument_engine(engine)
+    metrics = Metrics(settings, engine)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
 
     # Dashboards send the same few documents over and over: parse and validate each once.
@@ -360,6 +372,8 @@ def create_app(
         lambda: ValidationCache(maxsize=256),
         lambda: AddValidationRules(limit_rules),
         lambda: CostLimit(max_cost=settings.max_query_cost),
+        OperationNames,
+        *(tracing.schema_extensions() if tracing is not None else ()),
     ]
     schema = build_schema(
         extensions,
@@ -373,8 +387,9 @@ def create_app(
         try:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception:
-            logger.exception("readiness check failed")
+        except Exception as error:
+            # A probe runs every few seconds: one line, not a traceback each time.
+            logger.warning("readiness check failed: %s: %s", type(error).__name__, error)
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
@@ -385,16 +400,23 @@ def create_app(
         yield
         await stop_delivery_loop(delivery)
         await engine.dispose()
+        if tracing is not None:
+            tracing.shutdown()
 
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/invoices/download", download_endpoint(settings, sessions), methods=["GET"]),
         ],
         lifespan=lifespan,
         middleware=[
+            *(tracing.outer_middleware() if tracing is not None else ()),
+            # Outermost of ours: every response, a CORS preflight too, gets its request id.
+            Middleware(ObserveRequests, sink=metrics),
+            *(tracing.inner_middleware() if tracing is not None else ()),
             Middleware(
                 CORSMiddleware, allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"],
@@ -404,4 +426,5 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
     return app

@@ -8,20 +8,53 @@ import asyncio
 import getpass
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
-from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from linkgate.settings import Settings, get_settings
+from linkgate.logs import configure_logging
+from linkgate.settings import ConfigurationError, Settings, get_settings
+
+T = TypeVar("T")
+
+# Exit status of a command that could not start: a setting, an argument or the database.
+CONFIGURATION_ERROR = 2
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"linkgate: {message}", file=sys.stderr)
+    raise SystemExit(CONFIGURATION_ERROR)
 
 
 def _settings() -> Settings:
+    """The settings, with logging set up from them; a bad one ends the command in one line."""
     try:
-        return get_settings()
-    except ValidationError as error:
-        messages = "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in error.errors())
-        raise SystemExit(f"linkgate: configuration error: {messages}") from None
+        settings = get_settings()
+    except ConfigurationError as error:
+        _fail(f"configuration error: {error}")
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _signing_key(settings: Settings) -> None:
+    try:
+        settings.signing_key  # noqa: B018
+    except ConfigurationError as error:
+        _fail(f"configuration error: {error} (or try the demo: `linkgate serve --demo`)")
+
+
+def _with_database(settings: Settings, work: Callable[[], T]) -> T:
+    """Runs ``work``; a database that cannot be reached or used is one line, exit 2."""
+    try:
+        return work()
+    except (OSError, DBAPIError) as error:
+        reason = error.orig if isinstance(error, DBAPIError) else error
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        first_line = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        _fail(f"cannot use the database at LINKGATE_DATABASE_URL ({where}): {first_line}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -32,11 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["LINKGATE_DEMO"] = "true"
         get_settings.cache_clear()
     settings = _settings()
-    _upgrade(settings)
+    _signing_key(settings)
+    if args.no_upgrade:
+        _with_database(settings, lambda: _require_current_schema(settings))
+    else:
+        _with_database(settings, lambda: _upgrade(settings))
     if settings.demo:
         from linkgate.demo import DEMO_LOGINS, DEMO_PASSWORD
 
-        created = asyncio.run(_seed_demo(settings))
+        created = _with_database(settings, lambda: asyncio.run(_seed_demo(settings)))
         print("Demo data", "seeded." if created else "already present, re-used.")
         print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for email, who in DEMO_LOGINS:
@@ -47,9 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from linkgate.serving import keep_tcp_nodelay_with_workers
 
         keep_tcp_nodelay_with_workers()
+    from linkgate.logs import logging_config
+
     uvicorn.run(
         "linkgate.asgi:app", host=args.host, port=args.port, workers=args.workers,
-        log_level="info", proxy_headers=False,
+        proxy_headers=False,
+        # Our one logging setup in every worker; the access line is ours (with request id).
+        log_config=logging_config(settings.log_format, settings.log_level), access_log=False,
     )
     return 0
 
@@ -58,6 +99,16 @@ def _upgrade(settings: Settings) -> None:
     from linkgate.migrations import upgrade_database
 
     upgrade_database(settings.database_url)
+
+
+def _require_current_schema(settings: Settings) -> None:
+    """``serve --no-upgrade`` (replicas): the migration ran as its own step, or we stop."""
+    from linkgate.migrations import pending_revisions
+
+    pending = pending_revisions(settings.database_url)
+    if pending:
+        _fail(f"the database at LINKGATE_DATABASE_URL is not migrated ({len(pending)} "
+              "migration(s) pending): run `linkgate db upgrade` first")
 
 
 async def _seed_demo(settings: Settings) -> bool:
@@ -76,7 +127,7 @@ async def _seed_demo(settings: Settings) -> bool:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
-    _upgrade(settings)
+    _with_database(settings, lambda: _upgrade(settings))
     print("Database is up to date.")
     return 0
 
@@ -120,7 +171,7 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     try:
-        email, two_factor = asyncio.run(run())
+        email, two_factor = _with_database(settings, lambda: asyncio.run(run()))
     except StaffNotCreated as error:
         raise SystemExit(f"linkgate: {error}") from None
     print(f"Created {args.role} staff user {email}")
@@ -154,7 +205,7 @@ def cmd_send_notifications(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    sent, failed, marked = asyncio.run(run())
+    sent, failed, marked = _with_database(settings, lambda: asyncio.run(run()))
     if smtp is None:
         print(f"LINKGATE_SMTP_URL is not set: marked {marked} notification(s) as sent without sending.")
     else:
@@ -186,11 +237,27 @@ def cmd_invoice_run(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     try:
-        print(asyncio.run(run()))
+        print(_with_database(settings, lambda: asyncio.run(run())))
     except SystemExit as error:
+        if error.code == CONFIGURATION_ERROR:
+            raise
         print(error, file=sys.stderr)
         return 2
     return 0
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,8 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway (uvicorn)")
     serve.add_argument("--demo", action="store_true", help="migrate, seed the demo and serve it")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--port", type=_bounded_int(1, 65_535), default=8000)
+    serve.add_argument("--workers", type=_bounded_int(1, 256), default=1)
+    serve.add_argument(
+        "--no-upgrade", action="store_true",
+        help="do not migrate; refuse to start unless `linkgate db upgrade` already ran "
+        "(for replicas: migrate once, as its own step)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     db = commands.add_parser("db", help="database commands")
@@ -217,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         "send-notifications",
         help="deliver the notification outbox over SMTP (LINKGATE_SMTP_URL), once",
     )
-    send.add_argument("--limit", type=int, default=None, help="at most this many messages")
+    send.add_argument("--limit", type=_bounded_int(1, 1_000_000), default=None,
+                      help="at most this many messages")
     send.set_defaults(handler=cmd_send_notifications)
 
     invoice_run = commands.add_parser(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -62,3 +63,20 @@ def current_revision(url: str) -> str | None:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def pending_revisions(url: str) -> list[str]:
+    """The migrations not yet applied to the database at ``url``, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config(url))
+    current = current_revision(url)
+    return [
+        script.revision
+        for script in reversed(list(scripts.walk_revisions("base", "heads")))
+        if current is None or not _is_ancestor_or_same(scripts, script.revision, current)
+    ]
+
+
+def _is_ancestor_or_same(scripts: Any, revision: str, current: str) -> bool:
+    return any(step.revision == revision for step in scripts.iterate_revisions(current, "base"))

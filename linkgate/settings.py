@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from resolvers.delivery import SmtpServer
 from resolvers.pagination import PageBounds
@@ -19,8 +24,18 @@ from resolvers.tunables import Tunables
 DEMO_SECRET_KEY = "linkgate-demo-secret-key-not-for-production-use"
 
 
+ENV_PREFIX = "LINKGATE_"
+
+# The async drivers the engine can use; anything else fails at the first request.
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+class ConfigurationError(Exception):
+    """A setting that cannot work, said in one line that names it (``LINKGATE_…``)."""
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LINKGATE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./linkgate.db"
     secret_key: SecretStr | None = None
@@ -28,12 +43,12 @@ class Settings(BaseSettings):
     graphiql: bool = True
     introspection: bool = True
     smtp_url: str | None = None
-    mail_from: str = "Linkgate <notifications@linkgate.example>"
+    mail_from: str = Field(default="Linkgate <notifications@linkgate.example>", min_length=3)
     notification_max_attempts: int = Field(default=10, ge=1, le=1000)
     # 0: no background delivery in ``serve`` (run ``linkgate send-notifications`` from cron).
     notification_interval_seconds: float = Field(default=0, ge=0)
 
-    token_issuer: str = "linkgate"
+    token_issuer: str = Field(default="linkgate", min_length=1, max_length=200)
     # Access tokens are short-lived; a session lives on through its rotating refresh tokens.
     token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     session_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
@@ -68,7 +83,13 @@ class Settings(BaseSettings):
     # New objects between two collections of the young generation (CPython's default: 700);
     # see linkgate/serving.py.
     gc_young_threshold: int = Field(default=50_000, ge=700)
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Logs: ``text`` for people, ``json`` for collectors (linkgate/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # When set, GET /metrics wants ``Authorization: Bearer <token>``.
+    metrics_token: SecretStr | None = None
 
     currency: str = Field(default="EUR", pattern="^[A-Z]{3}$")
     credit_unit_price: int = Field(default=5, ge=0, description="minor units per credit")
@@ -84,6 +105,54 @@ class Settings(BaseSettings):
     login_email_max_failures: int = Field(default=20, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_async(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL (e.g. postgresql+asyncpg://user@host:5432/db)") from None
+        driver = ASYNC_DRIVERS.get(url.get_backend_name())
+        if driver is None:
+            raise ValueError(f"the {url.get_backend_name()!r} database is not supported (SQLite or PostgreSQL)")
+        if url.get_driver_name() != driver:
+            raise ValueError(f"use the async driver: {url.get_backend_name()}+{driver}://…")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from_is_an_address(cls, value: str) -> str:
+        name, address = parseaddr(value)
+        if "@" not in address or any(ord(c) < 32 for c in value):
+            raise ValueError("not an email address like 'Linkgate <notifications@example.com>'")
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().lower() if value.strip().lower() in ("text", "json") else value.strip().upper()
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> list[str]:
+        """A JSON list or a comma-separated string of origins (``https://host[:port]``)."""
+        items = _list_setting(value)
+        for item in items:
+            if item != "*" and not re.fullmatch(r"https?://[^\s/?#]+", item):
+                raise ValueError(f"{item!r} is not an origin like https://dashboard.example")
+        return items
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url_parses(cls, value: str | None) -> str | None:
@@ -91,45 +160,41 @@ class Settings(BaseSettings):
             try:
                 SmtpServer.from_url(value)
             except ValueError as error:
-                raise ValueError(f"LINKGATE_SMTP_URL: {error}") from None
+                raise ValueError(str(error)) from None
         return value or None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies_are_networks(cls, value: Any) -> list[str]:
         """A JSON list or a comma-separated string of CIDRs (or single addresses)."""
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else text.split(",")
         networks = []
-        for item in value or []:
-            item = str(item).strip()
-            if not item:
-                continue
+        for item in _list_setting(value):
             try:
                 networks.append(str(ipaddress.ip_network(item, strict=False)))
             except ValueError:
-                raise ValueError(f"LINKGATE_TRUSTED_PROXIES: {item!r} is not a CIDR") from None
+                raise ValueError(f"{item!r} is not a CIDR") from None
         return networks
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.default_page_size > self.max_page_size:
             raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE cannot be over LINKGATE_MAX_PAGE_SIZE")
-        if self.secret_key is None and not self.demo:
-            raise ValueError(
-                "LINKGATE_SECRET_KEY is required outside demo mode "
-                "(set it to a long random string, or run `linkgate serve --demo`)"
-            )
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("LINKGATE_SECRET_KEY must be at least 32 characters long")
         return self
 
     @property
     def signing_key(self) -> str:
+        """Asked for only where tokens are signed or read (the server), so the commands that
+        sign nothing (``db upgrade``, ``invoice-run``…) run without a key."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        return DEMO_SECRET_KEY
+        if self.demo:
+            return DEMO_SECRET_KEY
+        raise ConfigurationError(
+            "LINKGATE_SECRET_KEY: required to sign tokens outside demo mode "
+            "(a random string of 32 characters or more)"
+        )
 
     @property
     def token_ttl(self) -> timedelta:
@@ -155,6 +220,55 @@ class Settings(BaseSettings):
         )
 
 
+def _list_setting(value: Any) -> list[str]:
+    """A list setting from the environment: JSON (``["a", "b"]``) or comma-separated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("starts with '[' but is not a JSON list") from None
+            if not isinstance(value, list):
+                raise ValueError("is not a JSON list")
+        else:
+            value = text.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("is not a list")
+    return [str(item).strip() for item in value if str(item).strip()]
+
+
+_NOT_ECHOED = {"secret_key", "metrics_token", "smtp_url", "database_url"}
+
+
+def describe_invalid_settings(error: ValidationError | SettingsError) -> str:
+    """One line naming each setting in ``error`` by its environment variable."""
+    if isinstance(error, SettingsError):
+        found = re.search(r'field "(\w+)"', str(error))
+        name = ENV_PREFIX + found.group(1).upper() if found else "a LINKGATE_ setting"
+        return f"{name}: cannot be read ({error})"
+    parts = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["loc"]:
+            name = ENV_PREFIX + str(item["loc"][0]).upper()
+            value = item.get("input")
+            # Never echo what may hold a password or a key.
+            shown = "" if item["loc"][0] in _NOT_ECHOED or isinstance(value, dict) else f" (got {str(value)[:60]!r})"
+            parts.append(f"{name}: {message}{shown}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or ``ConfigurationError`` in one line."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as error:
+        raise ConfigurationError(describe_invalid_settings(error)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

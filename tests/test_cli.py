@@ -53,11 +53,27 @@ def test_export_schema_writes_the_sdl(tmp_path: Path) -> None:
     assert (tmp_path / "out.graphql").read_text(encoding="utf-8") == print_schema_sdl()
 
 
-def test_missing_secret_key_is_a_clear_error(tmp_path: Path) -> None:
-    result = run(["db", "upgrade"], tmp_path)
-    assert result.returncode != 0
-    assert "LINKGATE_SECRET_KEY is required" in result.stderr
+def test_serving_without_a_secret_key_is_one_line(tmp_path: Path) -> None:
+    result = run(["serve", "--port", "1"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "LINKGATE_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "linkgate.db").exists()  # refused before touching the database
+
+
+def test_commands_that_sign_nothing_need_no_secret_key(tmp_path: Path, empty_database: str) -> None:
+    """Migrating, invoicing, delivering mail and creating staff sign no token: they run with
+    only a database URL (they used to demand LINKGATE_SECRET_KEY and point at the demo)."""
+    env = {"LINKGATE_DATABASE_URL": empty_database, "LINKGATE_STAFF_PASSWORD": "staff-password-1"}
+    for command in (
+        ["db", "upgrade"],
+        ["invoice-run", "--period", "2020-01"],
+        ["send-notifications"],
+        ["create-staff", "--email", "ops@linkgate.example", "--name", "Ops", "--role", "ADMIN"],
+    ):
+        result = run(command, tmp_path, **env)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "SECRET_KEY" not in result.stderr + result.stdout
 
 
 def test_create_staff(tmp_path: Path, empty_database: str) -> None:
