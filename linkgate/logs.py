@@ -131,6 +131,9 @@ def logging_config(log_format: LogFormat = "text", level: LogLevel = "INFO") -> 
             "sqlalchemy.pool": {"level": "WARNING"},
             "alembic": {"level": "WARNING" if level != "DEBUG" else "INFO"},
             "aiosqlite": {"level": "WARNING"},
+            # An HTTP client logs every URL it calls at INFO, query string and all.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
             "asyncio": {"level": "WARNING"},
         },
     }

@@ -10,7 +10,7 @@ from email.utils import parseaddr
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
@@ -35,7 +35,8 @@ class ConfigurationError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # Finite numbers only: a timeout of "nan" or "inf" is a mistake, not a choice.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", allow_inf_nan=False)
 
     database_url: str = "sqlite+aiosqlite:///./linkgate.db"
     secret_key: SecretStr | None = None
@@ -134,13 +135,14 @@ class Settings(BaseSettings):
             return value
         return value.strip().lower() if value.strip().lower() in ("text", "json") else value.strip().upper()
 
-    @field_validator("metrics_token")
+    @field_validator("secret_key", "metrics_token")
     @classmethod
-    def _metrics_token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secrets_are_long(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
-            return None
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters long")
+            return None  # set but empty: as if unset
+        minimum = 32 if info.field_name == "secret_key" else 16
+        if value is not None and len(value.get_secret_value()) < minimum:
+            raise ValueError(f"must be at least {minimum} characters long")
         return value
 
     @field_validator("cors_origins", mode="before")
@@ -178,9 +180,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.default_page_size > self.max_page_size:
-            raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE cannot be over LINKGATE_MAX_PAGE_SIZE")
-        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
-            raise ValueError("LINKGATE_SECRET_KEY must be at least 32 characters long")
+            raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE: cannot be over LINKGATE_MAX_PAGE_SIZE")
         return self
 
     @property

@@ -8,6 +8,8 @@ never see each other's rows. Tests that write use their own new users and accoun
 from __future__ import annotations
 
 import json
+import logging
+import logging.config
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ from auth.sessions import SessionSettings, open_session_for
 from auth.tokens import TokenSettings
 from linkgate.app import create_app
 from linkgate.demo import DEMO_PASSWORD, seed_demo
+from linkgate.logs import logging_config
 from linkgate.migrations import upgrade_database
 from linkgate.settings import Settings
 from models.database import StatementCounter, create_engine, create_session_factory, scratch_database
+from tests import log_secrets
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PERSONAS = {
@@ -35,6 +39,34 @@ PERSONAS = {
     "agent": "agent@linkgate.example",
     "finance": "finance@linkgate.example",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Logs as production writes them (JSON, INFO), all into one file for the secrets check;
+    every secret this process makes is remembered from here on (tests/log_secrets.py)."""
+    log_secrets.RUN_LOG = log_secrets.RunLog()
+    logging.config.dictConfig(logging_config("json", "INFO"))
+    logging.getLogger().handlers = [log_secrets.RUN_LOG.handler]
+    log_secrets.RECORDER.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No log line of the run may hold a secret: a hit fails the run."""
+    run_log = log_secrets.RUN_LOG
+    if run_log is None:
+        return
+    log_secrets.RECORDER.uninstall()
+    leaks = log_secrets.find_leaks(run_log.read(), log_secrets.RECORDER.secrets)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        if reporter is not None:
+            reporter.section("secrets in the logs", sep="=", red=True, bold=True)
+            for leak in leaks[:20]:
+                reporter.line(f"{leak.secret_kind}: {leak.line[:400]}")
+            reporter.line(f"{len(leaks)} log line(s) hold a secret; the run's log: {run_log.path}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        run_log.path.unlink(missing_ok=True)
 
 
 def _server_url() -> str | None:

@@ -16,6 +16,8 @@ from typing import IO
 
 import httpx
 
+from tests import log_secrets
+
 LINKGATE = [sys.executable, "-m", "linkgate"]
 UVICORN = [sys.executable, "-m", "uvicorn", "linkgate.asgi:app", "--log-level", "warning"]
 
@@ -31,6 +33,14 @@ def clean_environment(**settings: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKGATE_")}
     environment.update(settings)
     return environment
+
+
+def run_cli(args: list[str], cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``linkgate ARGS`` as a newcomer runs it: a subprocess in ``cwd``, only ``settings``."""
+    return subprocess.run(
+        LINKGATE + args, cwd=cwd, env=clean_environment(**settings), capture_output=True,
+        text=True, timeout=120,
+    )
 
 
 @dataclass
@@ -74,6 +84,8 @@ def running_server(
         process.wait(timeout=30)
         server.output = _read(log)
         log.close()
+        if log_secrets.RUN_LOG is not None:  # searched for secrets at the end of the run
+            log_secrets.RUN_LOG.add_output([server.output])
 
 
 def _read(log: IO[str]) -> str:

@@ -18,13 +18,7 @@ from models.identity import RecoveryCode
 from models.users import User
 from schema import print_schema_sdl
 from tests.conftest import TEST_SECRET
-from tests.servers import LINKGATE, clean_environment, running_server
-
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        LINKGATE + args, cwd=cwd, env=clean_environment(**env), capture_output=True, text=True,
-        timeout=120,
-    )
+from tests.servers import LINKGATE, clean_environment, run_cli as run, running_server
 
 
 def _tables(url: str) -> set[str]:

@@ -1,0 +1,118 @@
+"""Configuration mistakes (issue 15): every setting, set wrong, stops the command with one
+line that names it and exit status 2; never a traceback."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+from annotated_types import Ge, Gt, Le
+
+from linkgate import cli
+from linkgate.settings import ConfigurationError, Settings, get_settings, load_settings
+from tests.servers import run_cli
+
+# Settings whose wrong values cannot be derived from their type alone.
+SPECIAL_CASES: dict[str, list[str]] = {
+    "database_url": ["mysql+aiomysql://db/linkgate", "postgresql://db/linkgate", "::not a url::"],
+    "secret_key": ["too-short"],
+    "smtp_url": ["ftp://mail.example", "mail.example:25"],
+    "mail_from": ["nobody", "Linkgate"],
+    "token_issuer": [""],
+    "public_url": ["localhost:8000", "https://"],
+    "trusted_proxies": ["10.0.0.0/33", "proxy.internal", "[1,"],
+    "cors_origins": ["dashboard.example", '{"a": 1}', "https://dashboard.example/path"],
+    "metrics_token": ["short"],
+    "currency": ["eur", "EURO"],
+}
+
+
+def wrong_values(name: str) -> list[str]:
+    """Values that ``name`` must refuse, from its type and bounds (and SPECIAL_CASES)."""
+    field = Settings.model_fields[name]
+    annotation = field.annotation
+    values = list(SPECIAL_CASES.get(name, []))
+    if annotation is bool:
+        values.append("maybe")
+    elif annotation is int or annotation is float:
+        values.append("twelve")
+        if annotation is float:
+            values += ["nan", "inf"]
+        for bound in field.metadata:
+            if isinstance(bound, Ge):
+                values.append(str(bound.ge - 1))
+            elif isinstance(bound, Gt):
+                values.append(str(bound.gt))
+            elif isinstance(bound, Le):
+                values.append(str(bound.le + 1))
+    elif typing.get_origin(annotation) is typing.Literal:
+        values.append("loudest")
+    return values
+
+
+CASES = [(name, value) for name in Settings.model_fields for value in wrong_values(name)]
+
+
+def test_every_setting_has_a_wrong_value_tested() -> None:
+    """A new setting needs a way to be wrong here, so its error message gets checked too."""
+    untested = [name for name in Settings.model_fields if not wrong_values(name)]
+    assert not untested
+
+
+@pytest.mark.parametrize(("name", "value"), CASES, ids=[f"{n}={v!r}" for n, v in CASES])
+def test_a_wrong_setting_is_one_line_naming_it(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    variable = f"LINKGATE_{name.upper()}"
+    for key in list(__import__("os").environ):
+        if key.startswith("LINKGATE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith(f"{variable}: "), message
+    assert "\n" not in message and "Traceback" not in message
+    if name in ("secret_key", "metrics_token", "smtp_url", "database_url") and len(value) > 3:
+        assert value not in message  # what may hold a password is never echoed
+
+
+def test_the_cli_exits_2_with_that_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LINKGATE_MAX_PAGE_SIZE", "lots")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["db", "upgrade"])
+    finally:
+        get_settings.cache_clear()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "linkgate: configuration error: LINKGATE_MAX_PAGE_SIZE: Input should be a valid integer, " \
+        "unable to parse string as an integer (got 'lots')\n"
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    # The three found by the issue: 47 lines, 179 lines and two tracebacks before.
+    (["db", "upgrade"], {"LINKGATE_CORS_ORIGINS": "https://a.example, not-an-origin"}, "LINKGATE_CORS_ORIGINS: "),
+    (["db", "upgrade"], {"LINKGATE_DATABASE_URL": "postgresql+asyncpg://nobody:hunter2-secret@127.0.0.1:1/x"},
+     "cannot use the database at LINKGATE_DATABASE_URL (postgresql+asyncpg://nobody:***@127.0.0.1:1/x)"),
+    (["serve", "--port", "99999"], {}, "argument --port: 99999 is not between 1 and 65535"),
+    (["serve", "--workers", "0"], {}, "argument --workers: 0 is not between 1 and 256"),
+    (["send-notifications"], {"LINKGATE_SMTP_URL": "smtp://mail.example:notaport"}, "LINKGATE_SMTP_URL: "),
+    (["invoice-run", "--period", "2020-01"], {"LINKGATE_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/x.db"},
+     "cannot use the database at LINKGATE_DATABASE_URL"),
+])
+def test_named_mistakes_from_a_shell(tmp_path: Path, args: list[str], env: dict[str, str], expected: str) -> None:
+    result = run_cli(args, tmp_path, **env)
+    assert result.returncode == 2, result
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    # argparse prints its usage first; everything else is exactly one line.
+    lines = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]
+    assert len(lines) == 1, result.stderr
+
+
+def test_serve_no_upgrade_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--no-upgrade"], tmp_path, LINKGATE_SECRET_KEY="k" * 40)
+    assert result.returncode == 2
+    assert "not migrated" in result.stderr and "linkgate db upgrade" in result.stderr
+    assert result.stderr.count("\n") == 1
