@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         get_settings.cache_clear()
     settings = _settings()
     _signing_key(settings)
+    _check_address(args.host, args.port)
     if args.no_upgrade:
         _with_database(settings, lambda: _require_current_schema(settings))
     else:
@@ -93,6 +94,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=logging_config(settings.log_format, settings.log_level), access_log=False,
     )
     return 0
+
+
+def _check_address(host: str, port: int) -> None:
+    """Binds once and lets go, before migrating and seeding: an address that cannot be
+    served (a typo, a port in use) is one line now rather than uvicorn's exit later."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
 
 
 def _upgrade(settings: Settings) -> None:

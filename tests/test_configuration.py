@@ -3,6 +3,7 @@ line that names it and exit status 2; never a traceback."""
 
 from __future__ import annotations
 
+import socket
 import typing
 from pathlib import Path
 
@@ -109,6 +110,19 @@ def test_named_mistakes_from_a_shell(tmp_path: Path, args: list[str], env: dict[
     # argparse prints its usage first; everything else is exactly one line.
     lines = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]
     assert len(lines) == 1, result.stderr
+
+
+def test_an_address_that_cannot_be_served_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host, expected in (("999.1.1.1", "cannot listen on 999.1.1.1:"),
+                               ("127.0.0.1", f"cannot listen on 127.0.0.1:{port}: Address already in use")):
+            result = run_cli(["serve", "--demo", "--host", host, "--port", str(port)], tmp_path)
+            assert result.returncode == 2 and expected in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "linkgate.db").exists()  # refused before migrating anything
 
 
 def test_serve_no_upgrade_refuses_an_unmigrated_database(tmp_path: Path) -> None:
