@@ -330,13 +330,16 @@ def create_app(
     engine: AsyncEngine | None = None,
     *,
     enforce_permissions: bool = True,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The application. ``enforce_permissions=False`` exists for the benchmark only (bench/):
-    it is an argument, never a setting, so no deployment can switch the checks off."""
+    it is an argument, never a setting, so no deployment can switch the checks off.
+    ``tracing``: given by tests; otherwise from the ``OTEL_*`` variables (off unless set)."""
     settings = settings or get_settings()
     settings.signing_key  # noqa: B018 — a server without a key cannot start (ConfigurationError)
     engine = engine or create_engine(settings.database_url)
-    tracing = Tracing.from_environment()  # None unless OTEL_* variables ask for traces
+    if tracing is None:
+        tracing = Tracing.from_environment()  # None unless OTEL_* variables ask for traces
     if tracing is not None:
         tracing.instrument_engine(engine)
     metrics = Metrics(settings, engine)
@@ -363,7 +366,9 @@ def create_app(
         max_merge_comparisons=settings.max_merge_comparisons,
     )
     extensions: list[Any] = [
-        # First: the token limit is a parse option, so it must be set before parsing.
+        # First of all: its parse and validation spans enclose the caches' and limits' work.
+        *(tracing.schema_extensions() if tracing is not None else ()),
+        # Then the token limit is a parse option, so it must be set before parsing.
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         # Before the parser cache (its on_parse parses) and ValidationCache (its on_validate
         # validates).
@@ -373,7 +378,6 @@ def create_app(
         lambda: AddValidationRules(limit_rules),
         lambda: CostLimit(max_cost=settings.max_query_cost),
         OperationNames,
-        *(tracing.schema_extensions() if tracing is not None else ()),
     ]
     schema = build_schema(
         extensions,

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from linkgate.app import create_app
 from linkgate.migrations import upgrade_database
-from linkgate.settings import Settings
+from linkgate.settings import ConfigurationError, Settings, load_settings
 from models.database import create_engine, create_session_factory
 from models.notifications import Notification
 from resolvers.delivery import SmtpServer, deliver_notifications
@@ -246,7 +246,10 @@ async def test_serve_can_deliver_in_the_background(
     assert len(box.messages) == 2
 
 
-def test_a_malformed_smtp_url_is_a_configuration_error() -> None:
-    with pytest.raises(ValidationError, match="LINKGATE_SMTP_URL"):
+def test_a_malformed_smtp_url_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="smtp_url"):
         Settings(secret_key=TEST_SECRET, smtp_url="mail.example.com:25")
+    monkeypatch.setenv("LINKGATE_SMTP_URL", "mail.example.com:25")
+    with pytest.raises(ConfigurationError, match="^LINKGATE_SMTP_URL: the SMTP URL must look like"):
+        load_settings()
     assert Settings(secret_key=TEST_SECRET, smtp_url="").smtp_url is None
