@@ -404,6 +404,7 @@ def create_app(
         yield
         await stop_delivery_loop(delivery)
         await engine.dispose()
+        metrics.close()
         if tracing is not None:
             tracing.shutdown()
 

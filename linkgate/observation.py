@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
@@ -40,6 +41,8 @@ class RequestObservation:
     operations: list[str] = field(default_factory=list)
     # (code, root field or None): RATE_LIMITED on ``login`` is a throttled sign-in.
     errors: list[tuple[str, str | None]] = field(default_factory=list)
+    # Response key → field name of the root selections (``x: login(…)`` is still ``login``).
+    root_fields: dict[str, str] = field(default_factory=dict)
     graphql_outcome: Outcome | None = None
     status: int = 0
 
@@ -52,7 +55,8 @@ class RequestObservation:
         for error in errors or ():
             code = (error.get("extensions") or {}).get("code") or "INTERNAL_SERVER_ERROR"
             path = error.get("path")
-            self.errors.append((str(code), str(path[0]) if path else None))
+            key = str(path[0]) if path else None
+            self.errors.append((str(code), self.root_fields.get(key, key) if key else None))
         outcome: Outcome = "ok" if not errors else ("partial" if data is not None else "error")
         order = ("ok", "partial", "error")
         if self.graphql_outcome is None or order.index(outcome) > order.index(self.graphql_outcome):
@@ -177,3 +181,17 @@ class OperationNames(SchemaExtension):
             except Exception:
                 name = UNNAMED
         observation.add_operation(name)
+        if context.graphql_document is not None:
+            observation.root_fields.update(_root_fields(context.graphql_document))
+
+
+def _root_fields(document: DocumentNode) -> dict[str, str]:
+    """The response key → field name of each operation's root fields, as written."""
+    fields: dict[str, str] = {}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    key = selection.alias.value if selection.alias else selection.name.value
+                    fields[key] = selection.name.value
+    return fields
