@@ -92,7 +92,6 @@ import os
 import re
 import weakref
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -101,15 +100,14 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from pydantic import SecretStr
-from sqlalchemy import case, event, func, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from linkgate.observation import RequestObservation, current_observation
 from linkgate.settings import ConfigurationError, Settings
-from models.base import utcnow
-from models.notifications import Notification
+from resolvers.delivery import outbox_backlog
 
 logger = logging.getLogger("linkgate.metrics")
 
@@ -369,19 +367,12 @@ class Metrics:
             return None
 
     async def _outbox_families(self) -> list[Metric]:
-        max_attempts = self.settings.notification_max_attempts
-        table = Notification.__table__.c
-        pending = table.attempts < max_attempts
-        statement = select(
-            func.count(case((pending, 1))),
-            func.count(case((~pending, 1))),
-            func.min(case((pending, table.created_at))),
-        ).where(table.sent_at.is_(None))
         try:
             async with asyncio.timeout(OUTBOX_QUERY_SECONDS):
                 async with self.engine.connect() as connection:
-                    unsent, failed, oldest = (await connection.execute(statement)).one()
-            age = _age_seconds(oldest)
+                    backlog = await outbox_backlog(
+                        connection, max_attempts=self.settings.notification_max_attempts
+                    )
         except Exception as error:
             if not self._outbox_failing:
                 self._outbox_failing = True
@@ -393,24 +384,14 @@ class Metrics:
             logger.info("the outbox can be read for /metrics again")
         return [
             GaugeMetricFamily("linkgate_outbox_unsent", "Notifications still to be sent.",
-                              value=int(unsent or 0)),
+                              value=backlog.unsent),
             GaugeMetricFamily("linkgate_outbox_failed",
                               "Notifications given up on after the maximum attempts.",
-                              value=int(failed or 0)),
+                              value=backlog.failed),
             GaugeMetricFamily("linkgate_outbox_oldest_unsent_age_seconds",
                               "Age of the oldest notification still to be sent (0: none).",
-                              value=age),
+                              value=backlog.oldest_unsent_age_seconds),
         ]
-
-
-def _age_seconds(oldest: Any) -> float:
-    if oldest is None:
-        return 0.0
-    if isinstance(oldest, str):  # SQLite, should a driver hand the text back
-        oldest = datetime.fromisoformat(oldest)
-    if oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-    return max(0.0, (utcnow() - oldest).total_seconds())
 
 
 # --- several workers ---------------------------------------------------------------------------
