@@ -1,12 +1,25 @@
 # Two commands a newcomer needs: `make demo` runs the gateway, `make test` runs the tests.
-# Both create the virtualenv (.venv) and install the project on first use.
+# Both create the virtualenv (.venv) and install the locked dependencies on first use, and
+# again whenever pyproject.toml or requirements-test.lock changes. `make lock` refreshes the locks.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test schema bench clean
+# The locks: every package pinned with its hashes, for CPython 3.11 on Linux.
+# requirements-test.lock = the dependencies and the `test` extra (what .venv holds);
+# requirements.lock      = the dependencies alone, at the same versions (what the image holds).
+LOCK_TEST := requirements-test.lock
+LOCK      := requirements.lock
+UV_VERSION   := 0.13.8
+# `make lock` moves every package to the newest version pyproject.toml allows;
+# `make lock LOCK_UPGRADE=` keeps the current pins where they still fit (after adding a package).
+LOCK_UPGRADE ?= --upgrade
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --generate-hashes --custom-compile-command 'make lock'
+
+.PHONY: demo test schema bench lock clean
 
 demo: $(STAMP)
 	$(BIN)/linkgate serve --demo
@@ -20,12 +33,24 @@ schema: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.permissions
 
-$(STAMP): pyproject.toml
+# pip checks every hash in the lock (hash-checking mode refuses an editable install in the same
+# command, hence two steps); the project itself goes in editable and without dependencies.
+$(STAMP): pyproject.toml $(LOCK_TEST)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Linkgate needs Python 3.11 or newer" or 0)'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK_TEST)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve both locks from pyproject.toml (needs PyPI). The runtime lock is constrained by the
+# test lock, so the two never disagree. Then `make test` reinstalls .venv from the new lock.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/uv --version 2>/dev/null | grep -qF 'uv $(UV_VERSION) ' || \
+		$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(UV_COMPILE) $(LOCK_UPGRADE) --extra test -o $(LOCK_TEST)
+	$(UV_COMPILE) --constraint $(LOCK_TEST) -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) linkgate.db linkgate.db-*

