@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     _signing_key(settings)
     _check_address(args.host, args.port)
+    _prepare_observability(args.workers)
     if args.no_upgrade:
         _with_database(settings, lambda: _require_current_schema(settings))
     else:
@@ -109,6 +110,35 @@ def _check_address(host: str, port: int) -> None:
             probe.bind(address)
     except OSError as error:
         _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+
+
+def _prepare_observability(workers: int) -> None:
+    """Checks what the workers would otherwise find wrong one by one (``OTEL_*``), and gives
+    ``--workers`` a metrics directory: several workers count into files there, and a scrape
+    adds them up. Given one (``PROMETHEUS_MULTIPROC_DIR``), its files from an earlier run are
+    removed, as prometheus-client asks; not given one, a fresh directory lives as long as
+    the server."""
+    from linkgate.tracing import exporter_names
+
+    try:
+        exporter_names()
+    except ConfigurationError as error:
+        _fail(f"configuration error: {error}")
+    variable = "PROMETHEUS_MULTIPROC_DIR"
+    directory = os.environ.get(variable)
+    if directory:
+        path = Path(directory)
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            _fail(f"configuration error: {variable}: {directory!r} is not a writable directory")
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    elif workers > 1:
+        import atexit
+        import shutil
+        import tempfile
+
+        os.environ[variable] = tempfile.mkdtemp(prefix="linkgate-metrics-")
+        atexit.register(shutil.rmtree, os.environ[variable], ignore_errors=True)
 
 
 def _upgrade(settings: Settings) -> None:

@@ -59,6 +59,12 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # A client can put a newline or a terminal escape into what is logged (a request's
+        # path is percent-decoded): one record stays one line, and shows what was sent.
+        record.message = _printable(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         message = record.getMessage()
@@ -73,11 +79,19 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         value = ",".join(map(str, value))
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return json.dumps(text) if (not text or any(c.isspace() or c in '"=' for c in text)) else text
+    if not text or not text.isprintable() or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text)  # quoted, control characters escaped
+    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -98,6 +98,7 @@ def test_the_cli_exits_2_with_that_line(monkeypatch: pytest.MonkeyPatch, capsys:
      "cannot use the database at LINKGATE_DATABASE_URL (postgresql+asyncpg://nobody:***@127.0.0.1:1/x)"),
     (["serve", "--port", "99999"], {}, "argument --port: 99999 is not between 1 and 65535"),
     (["serve", "--workers", "0"], {}, "argument --workers: 0 is not between 1 and 256"),
+    (["serve", "--demo"], {"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER: unknown trace exporter 'jaeger'"),
     (["send-notifications"], {"LINKGATE_SMTP_URL": "smtp://mail.example:notaport"}, "LINKGATE_SMTP_URL: "),
     (["invoice-run", "--period", "2020-01"], {"LINKGATE_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/x.db"},
      "cannot use the database at LINKGATE_DATABASE_URL"),

@@ -189,3 +189,17 @@ async def test_a_debug_server_logs_no_secret(database_url: str, engine: AsyncEng
     for secret in secrets:
         assert secret not in server.output, secret
     assert not log_secrets.find_leaks(server.output, {s: "flow secret" for s in secrets})
+
+
+def test_a_client_cannot_forge_a_text_line() -> None:
+    """A request's path is percent-decoded: ``/graphql%0A…`` would start a new line, and an
+    ESC would drive the reader's terminal. One record is one line, with them escaped."""
+    record = logging.makeLogRecord({
+        "name": "linkgate.access", "levelname": "INFO", "levelno": 20, "msg": "%s %s %s",
+        "args": ("GET", "/x\n2026-01-01T00:00:00.000Z ERROR forged \x1b[2J", 404), "request_id": "r1",
+        "path": "/x\n\x1b[2J", "client": "10.0.0.1",
+    })
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line
+    assert "GET /x\\n2026-01-01T00:00:00.000Z ERROR forged \\x1b[2J 404" in line
+    assert 'path="/x\\n\\u001b[2J"' in line

@@ -31,7 +31,7 @@ from models.database import create_engine, create_session_factory
 from models.notifications import Notification
 from tests.conftest import TEST_SECRET, GraphQLClient, client_for
 from tests.customers import new_customer, unique_email
-from tests.servers import UVICORN, clean_environment, running_server
+from tests.servers import LINKGATE, UVICORN, clean_environment, run_cli, running_server
 
 LOGIN = "mutation($input: LoginInput!) { login(input: $input) { token userErrors { code } } }"
 CHANGE_PASSWORD = """
@@ -378,3 +378,26 @@ async def _burst(base: str, requests: int) -> int:
         responses = await asyncio.gather(*(client.get("/healthz") for _ in range(requests)))
     assert all(response.status_code == 200 for response in responses)
     return requests
+
+
+def test_serve_with_workers_shares_metrics_without_being_told(database_url: str) -> None:
+    """``linkgate serve --workers 2`` with no PROMETHEUS_MULTIPROC_DIR makes a directory of
+    its own: every scrape, whichever worker answers it, counts the requests of both."""
+    environment = clean_environment(LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET)
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with running_server([*LINKGATE, "serve", "--workers", "2"], environment=environment) as server:
+        sent = sum(asyncio.run(_burst(server.base, 40)) for _ in range(5))
+        limits = httpx.Limits(max_keepalive_connections=0)  # each scrape on a fresh connection
+        with httpx.Client(base_url=server.base, timeout=10, limits=limits) as client:
+            seen = [Scrape(client.get("/metrics").text).value(
+                "linkgate_http_requests_total", route="/healthz", status="200") for _ in range(8)]
+    # /readyz polling while starting is another route; the health checks are all counted.
+    assert seen == [sent] * 8, seen
+    assert "Traceback" not in server.output, server.output[-3000:]
+
+
+def test_serve_refuses_a_metrics_directory_it_cannot_use(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--demo", "--workers", "2"], tmp_path,
+                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "missing"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
