@@ -130,8 +130,10 @@ def _prepare_observability(workers: int) -> None:
         path = Path(directory)
         if not path.is_dir() or not os.access(path, os.W_OK):
             _fail(f"configuration error: {variable}: {directory!r} is not a writable directory")
-        for stale in path.glob("*.db"):
-            stale.unlink(missing_ok=True)
+        # Only prometheus-client's own files: never anything else that lives there.
+        for kind in ("counter", "gauge", "histogram", "summary"):
+            for stale in path.glob(f"{kind}_*.db"):
+                stale.unlink(missing_ok=True)
     elif workers > 1:
         import atexit
         import shutil
@@ -185,7 +187,10 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(sdl)
     else:
-        Path(args.output).write_text(sdl, encoding="utf-8")
+        try:
+            Path(args.output).write_text(sdl, encoding="utf-8")
+        except OSError as error:
+            _fail(f"cannot write {args.output}: {error.strerror or error}")
         print(f"Wrote {args.output}")
     return 0
 
@@ -195,9 +200,13 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
     from resolvers.two_factor import TwoFactorSetUp, set_up_two_factor
 
     settings = _settings()
-    password = os.environ.get("LINKGATE_STAFF_PASSWORD") or getpass.getpass("Password: ")
+    password = os.environ.get("LINKGATE_STAFF_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():  # `docker compose run` without -it, a script, cron
+            _fail("no password: set LINKGATE_STAFF_PASSWORD, or run the command in a terminal")
+        password = getpass.getpass("Password: ")
     if len(password) < 8:
-        raise SystemExit("linkgate: the password must be at least 8 characters long")
+        _fail("the password must be at least 8 characters long")
 
     async def run() -> tuple[str, TwoFactorSetUp | None]:
         from models.database import create_engine, create_session_factory

@@ -67,11 +67,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        message = record.getMessage()
+        said = getattr(record, "in_message", ())  # fields the message already shows
         extras = [
-            f"{key}={_text_value(value)}" for key, value in _extras(record).items()
-            # What the message already says (the access line's method, path, status) once.
-            if value is not None and not (isinstance(value, (str, int)) and f" {value} " in f" {message} ")
+            f"{key}={text_value(value)}" for key, value in _extras(record).items()
+            if value is not None and key not in said and key != "in_message"
         ]
         if extras:
             head, newline, rest = line.partition("\n")  # a traceback stays below the line
@@ -85,7 +84,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def _text_value(value: Any) -> str:
+def text_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         value = ",".join(map(str, value))
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -105,7 +104,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
-            **_extras(record),
+            **{key: value for key, value in _extras(record).items() if key != "in_message"},
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

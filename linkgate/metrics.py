@@ -105,7 +105,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from linkgate.observation import RequestObservation, current_observation
+from linkgate.observation import RequestObservation, current_observation, method_label, route_label
 from linkgate.settings import ConfigurationError, Settings
 from resolvers.delivery import outbox_backlog
 
@@ -113,10 +113,6 @@ logger = logging.getLogger("linkgate.metrics")
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
-ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/invoices/download"})
-OTHER_ROUTE = "other"
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-OTHER_METHOD = "other"
 
 MAX_OPERATION_LABELS = 200
 MAX_ERROR_CODE_LABELS = 50
@@ -294,8 +290,8 @@ class Metrics:
         instruments = self.instruments
         seconds = observation.seconds
         path = observation.path
-        route = path if path in ROUTES else OTHER_ROUTE
-        method = observation.method if observation.method in METHODS else OTHER_METHOD
+        route = route_label(path)
+        method = method_label(observation.method)
         instruments.child(instruments.requests, method, route, str(observation.status)).inc()
         instruments.child(instruments.request_seconds, route).observe(seconds)
         if observation.operations:
@@ -342,7 +338,9 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self._directory)
             sources = [registry]
-        body = generate_latest(_Families(sources, families))  # type: ignore[arg-type]
+        # Off the event loop: with many label values (or many workers' files to merge) a
+        # scrape takes a few hundred milliseconds that requests should not wait for.
+        body = await asyncio.to_thread(generate_latest, _Families(sources, families))  # type: ignore[arg-type]
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"cache-control": "no-store"})
 
     def _authorized(self, request: Request) -> bool:

@@ -22,6 +22,8 @@ from graphql import DocumentNode, FieldNode, OperationDefinitionNode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from linkgate.logs import text_value
+
 access_logger = logging.getLogger("linkgate.access")
 
 Outcome = Literal["ok", "partial", "error"]
@@ -82,6 +84,22 @@ def operation_label(name: str | None) -> str:
     if name is None:
         return ANONYMOUS
     return name if _NAME.fullmatch(name) else UNNAMED
+
+
+# The gateway's routes (linkgate/app.py): a path that is none of them is ``other`` wherever a
+# path becomes a label or a span name, since clients choose paths freely.
+ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/invoices/download"})
+OTHER_ROUTE = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def route_label(path: str) -> str:
+    return path if path in ROUTES else OTHER_ROUTE
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER_METHOD
 
 
 _current: ContextVar[RequestObservation | None] = ContextVar("linkgate_request", default=None)
@@ -145,8 +163,11 @@ class ObserveRequests:
         client = scope.get("client")
         # The path only: a query string can hold a signed download token or a whole document.
         access_logger.info(
-            "%s %s %s", observation.method, observation.path, observation.status,
+            # The path as sent, quoted when it holds a space, a quote or "=": a client cannot
+            # make it look like the fields after it.
+            "%s %s %s", observation.method, text_value(observation.path), observation.status,
             extra={
+                "in_message": ("method", "path", "status"),
                 "request_id": observation.request_id,
                 "method": observation.method, "path": observation.path,
                 "status": observation.status, "duration_ms": duration_ms,
@@ -164,13 +185,26 @@ class ObserveRequests:
 
 class OperationNames(SchemaExtension):
     """Records the name of each operation a request runs (a batch runs several) on the
-    request's observation; the view adds the results (``GraphQLEndpoint.process_result``)."""
+    request's observation; the view adds the results (``GraphQLEndpoint.process_result``).
+
+    Recorded as execution starts, so a request cancelled at its time limit is still named;
+    an operation that never executed (it did not parse or validate) is named when it ends."""
+
+    recorded = False
+
+    def on_execute(self) -> Iterator[None]:
+        self._record()
+        yield
 
     def on_operation(self) -> Iterator[None]:
         yield
+        self._record()
+
+    def _record(self) -> None:
         observation = _current.get()
-        if observation is None:
+        if observation is None or self.recorded:
             return
+        self.recorded = True
         context = self.execution_context
         name: str | None
         if context.graphql_document is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import re
@@ -109,15 +110,24 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url_is_async(cls, value: str) -> str:
+        shape = "not a database URL like postgresql+asyncpg://user:password@host:5432/db"
+        special = "encode @ / # ? in the password as %40 %2F %23 %3F"
         try:
             url = make_url(value)
-        except ArgumentError:
-            raise ValueError("not a database URL (e.g. postgresql+asyncpg://user@host:5432/db)") from None
+            port = url.port
+        except (ArgumentError, ValueError):  # the parser's message can quote the password
+            raise ValueError(f"{shape} ({special})") from None
+        if (url.host and "@" in url.host) or (port is not None and not 1 <= port <= 65_535):
+            raise ValueError(f"{shape}: check the host and port ({special})")
         driver = ASYNC_DRIVERS.get(url.get_backend_name())
         if driver is None:
             raise ValueError(f"the {url.get_backend_name()!r} database is not supported (SQLite or PostgreSQL)")
         if url.get_driver_name() != driver:
             raise ValueError(f"use the async driver: {url.get_backend_name()}+{driver}://…")
+        unknown = sorted(set(url.query) - _connect_options(driver))
+        if unknown:
+            hint = " (asyncpg spells it ?ssl=require)" if "sslmode" in unknown else ""
+            raise ValueError(f"the {driver} driver takes no option {', '.join(unknown)}{hint}")
         return value
 
     @field_validator("mail_from")
@@ -218,6 +228,16 @@ class Settings(BaseSettings):
             answer_floor_seconds=self.answer_floor_seconds,
             mail_links_per_client=self.mail_links_per_client,
         )
+
+
+def _connect_options(driver: str) -> set[str]:
+    """The query options of a database URL that reach the driver's ``connect``."""
+    if driver == "asyncpg":
+        import asyncpg
+
+        return set(inspect.signature(asyncpg.connect).parameters) - {"dsn", "connection_class", "record_class"}
+    # aiosqlite / pysqlite: SQLAlchemy reads these from the URL itself.
+    return {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri", "mode", "cache", "nolock", "immutable"}
 
 
 def _list_setting(value: Any) -> list[str]:

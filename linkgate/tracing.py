@@ -42,7 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from linkgate.observation import ANONYMOUS, UNNAMED, current_request_id, operation_label
+from linkgate.observation import (
+    ANONYMOUS, UNNAMED, current_request_id, method_label, operation_label, route_label,
+)
 from linkgate.settings import ConfigurationError
 
 if TYPE_CHECKING:
@@ -206,6 +208,8 @@ class HttpSpans:
             # The metrics are Prometheus's (linkgate.metrics); and no span per ASGI message.
             meter_provider=NoOpMeterProvider(),
             exclude_spans=["receive", "send"],
+            # Named by route, never by the raw path: clients choose paths freely.
+            default_span_details=_span_details,
             http_capture_headers_sanitize_fields=[
                 *(field.strip() for field in sanitized.split(",") if field.strip()),
                 *REDACTED_HEADERS,
@@ -218,6 +222,10 @@ class HttpSpans:
             return
         hidden = {**scope, "query_string": b"", _QUERY_STRING: scope.get("query_string", b"")}
         await self.traced(hidden, receive, send)
+
+
+def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+    return f"{method_label(scope.get('method', ''))} {route_label(scope.get('path', ''))}", {}
 
 
 class _QueryStringRestored:

@@ -65,13 +65,19 @@ class SmtpServer:
     @classmethod
     def from_url(cls, url: str) -> SmtpServer:
         """``smtp://[user:pass@]host[:port][?starttls=true|false]`` or ``smtps://…``."""
+        shape = "the SMTP URL must look like smtp://user:password@host:port"
         parts = urlsplit(url)
+        try:
+            port = parts.port  # the parser's own message can quote part of the password
+        except ValueError:
+            raise ValueError(f"{shape}, with a port of 1 to 65535 (encode @ / # ? in the password "
+                             "as %40 %2F %23 %3F)") from None
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("the SMTP URL must look like smtp://user:password@host:port")
+            raise ValueError(shape)
         implicit_tls = parts.scheme == "smtps"
         start_tls = parse_qs(parts.query).get("starttls", [None])[0]
         return cls(
-            hostname=parts.hostname, port=parts.port or (465 if implicit_tls else 25),
+            hostname=parts.hostname, port=port or (465 if implicit_tls else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=implicit_tls,

@@ -39,7 +39,7 @@ def run_cli(args: list[str], cwd: Path, **settings: str) -> subprocess.Completed
     """``linkgate ARGS`` as a newcomer runs it: a subprocess in ``cwd``, only ``settings``."""
     return subprocess.run(
         LINKGATE + args, cwd=cwd, env=clean_environment(**settings), capture_output=True,
-        text=True, timeout=120,
+        text=True, timeout=120, stdin=subprocess.DEVNULL,  # no terminal, as in a container
     )
 
 

@@ -16,9 +16,15 @@ from tests.servers import run_cli
 
 # Settings whose wrong values cannot be derived from their type alone.
 SPECIAL_CASES: dict[str, list[str]] = {
-    "database_url": ["mysql+aiomysql://db/linkgate", "postgresql://db/linkgate", "::not a url::"],
+    "database_url": ["mysql+aiomysql://db/linkgate", "postgresql://db/linkgate", "::not a url::",
+                     "postgresql+asyncpg://app@db:5432/app?sslmode=require",
+                     "postgresql+asyncpg://app@db:99999/app",
+                     # A password with an unencoded @ or : — the parser's error would quote it.
+                     "postgresql+asyncpg://app:Tr0ub@dor:S3cret@db.internal:5432/app",
+                     "postgresql+asyncpg://app:Tr0ub@dorS3cret@127.0.0.1:5432/app"],
     "secret_key": ["too-short"],
-    "smtp_url": ["ftp://mail.example", "mail.example:25"],
+    "smtp_url": ["ftp://mail.example", "mail.example:25", "smtp://mailer:Tr0ub/dorS3cret@smtp.example:587",
+                 "smtp://mailer:Tr0ub#dorS3cret@smtp.example:587"],
     "mail_from": ["nobody", "Linkgate"],
     "token_issuer": [""],
     "public_url": ["localhost:8000", "https://"],
@@ -75,6 +81,7 @@ def test_a_wrong_setting_is_one_line_naming_it(name: str, value: str, monkeypatc
     assert "\n" not in message and "Traceback" not in message
     if name in ("secret_key", "metrics_token", "smtp_url", "database_url") and len(value) > 3:
         assert value not in message  # what may hold a password is never echoed
+        assert "Tr0ub" not in message and "S3cret" not in message, message
 
 
 def test_the_cli_exits_2_with_that_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,6 +109,13 @@ def test_the_cli_exits_2_with_that_line(monkeypatch: pytest.MonkeyPatch, capsys:
     (["send-notifications"], {"LINKGATE_SMTP_URL": "smtp://mail.example:notaport"}, "LINKGATE_SMTP_URL: "),
     (["invoice-run", "--period", "2020-01"], {"LINKGATE_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/x.db"},
      "cannot use the database at LINKGATE_DATABASE_URL"),
+    (["export-schema", "-o", "/nonexistent/dir/schema.graphql"], {},
+     "cannot write /nonexistent/dir/schema.graphql: No such file or directory"),
+    # `docker compose run` without -it: no terminal to ask for the password on.
+    (["create-staff", "--email", "a@b.example", "--name", "A", "--role", "ADMIN"], {},
+     "no password: set LINKGATE_STAFF_PASSWORD, or run the command in a terminal"),
+    (["create-staff", "--email", "a@b.example", "--name", "A", "--role", "ADMIN"],
+     {"LINKGATE_STAFF_PASSWORD": "short"}, "the password must be at least 8 characters long"),
 ])
 def test_named_mistakes_from_a_shell(tmp_path: Path, args: list[str], env: dict[str, str], expected: str) -> None:
     result = run_cli(args, tmp_path, **env)

@@ -124,6 +124,7 @@ def test_text_lines_have_time_level_logger_and_request_id() -> None:
         "name": "linkgate.access", "levelname": "INFO", "levelno": 20, "msg": "%s %s %s",
         "args": ("POST", "/graphql", 200), "request_id": "abc123",
         "operation": "Header", "outcome": "ok", "error_codes": ["A", "B"], "method": "POST",
+        "in_message": ("method",),
     })
     line = TextFormatter().format(record)
     assert line.endswith("INFO linkgate.access [abc123] POST /graphql 200 operation=Header outcome=ok error_codes=A,B")
@@ -203,3 +204,37 @@ def test_a_client_cannot_forge_a_text_line() -> None:
     assert "\n" not in line and "\x1b" not in line
     assert "GET /x\\n2026-01-01T00:00:00.000Z ERROR forged \\x1b[2J 404" in line
     assert 'path="/x\\n\\u001b[2J"' in line
+
+
+async def test_a_path_cannot_pose_as_the_fields_after_it(gql: GraphQLClient, collected: Collected) -> None:
+    """``/graphql 200 outcome=ok client=…`` as a path: quoted, and the real fields still there."""
+    response = await gql.http.get("/graphql%20200%20outcome=ok%20client=203.0.113.9")
+    record = next(r for r in collected.records
+                  if r.name == "linkgate.access" and r.request_id == response.headers["x-request-id"])
+    line = TextFormatter().format(record)
+    assert 'GET "/graphql 200 outcome=ok client=203.0.113.9" 404 ' in line
+    assert line.endswith("outcome=error client=127.0.0.1")
+
+
+async def test_a_request_cut_at_its_time_limit_is_still_named(
+    settings: Settings, engine: AsyncEngine, collected: Collected, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slowest requests are the ones to find: named as execution starts, not as it ends."""
+    import asyncio
+
+    import resolvers.sign_in
+
+    async def slow(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(1)
+        return False
+
+    monkeypatch.setattr(resolvers.sign_in, "_signed_in_before", slow)
+    app = create_app(settings.model_copy(update={"request_timeout_seconds": 0.2}), engine=engine)
+    async with client_for(app, "10.77.0.1") as http:
+        response = await GraphQLClient(http).post(
+            'mutation SlowLogin { login(input: {email: "slow@example.com", password: "whatever-it-is"}) { token } }'
+        )
+    assert response.status_code == 503
+    entry = _access(collected, response.headers["x-request-id"])
+    assert entry["operation"] == "SlowLogin" and entry["outcome"] == "error"
+    assert entry["error_codes"] == ["INTERNAL_SERVER_ERROR"]

@@ -341,3 +341,12 @@ def test_the_service_is_named_linkgate_unless_the_variables_say(monkeypatch: pyt
     assert resource.attributes["deployment.environment"] == "eu"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "gateway-eu")
     assert Tracing(processor).provider.resource.attributes["service.name"] == "gateway-eu"
+
+
+async def test_a_path_of_the_clients_choosing_names_no_span(traced: Traced) -> None:
+    """Span names come from the gateway's routes: a made-up path is ``other``, so a client
+    can neither multiply span names nor write into them."""
+    response = await traced.gql.http.get('/graphql%0A{"level":"INFO"}%1B[31m')
+    mixed_case = await traced.gql.http.get("/Metrics")
+    names = {traced.server_span(r.headers["x-request-id"]).name for r in (response, mixed_case)}
+    assert names == {"GET other"}
