@@ -424,7 +424,8 @@ def create_app(
             *(tracing.inner_middleware() if tracing is not None else ()),
             Middleware(
                 CORSMiddleware, allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"],
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", *settings.cors_allow_headers],
                 expose_headers=["x-request-id"], max_age=600,
             ),
         ],

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # see linkgate/serving.py.
     gc_young_threshold: int = Field(default=50_000, ge=700)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Request headers a browser may send besides Authorization and Content-Type (tracing's
+    # sentry-trace/baggage/traceparent, apollo-require-preflight…).
+    cors_allow_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Logs: ``text`` for people, ``json`` for collectors (linkgate/logs.py).
     log_format: Literal["text", "json"] = "text"
@@ -164,6 +167,17 @@ class Settings(BaseSettings):
             if item != "*" and not re.fullmatch(r"https?://[^\s/?#]+", item):
                 raise ValueError(f"{item!r} is not an origin like https://dashboard.example")
         return items
+
+    @field_validator("cors_allow_headers", mode="before")
+    @classmethod
+    def _header_names(cls, value: Any) -> list[str]:
+        """Header names (RFC 9110 tokens), lower-cased; JSON or comma-separated."""
+        names = []
+        for item in _list_setting(value):
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", item):
+                raise ValueError(f"{item!r} is not a header name")
+            names.append(item.lower())
+        return names
 
     @field_validator("smtp_url")
     @classmethod

@@ -30,6 +30,7 @@ SPECIAL_CASES: dict[str, list[str]] = {
     "public_url": ["localhost:8000", "https://"],
     "trusted_proxies": ["10.0.0.0/33", "proxy.internal", "[1,"],
     "cors_origins": ["dashboard.example", '{"a": 1}', "https://dashboard.example/path"],
+    "cors_allow_headers": ["sentry trace", "baggage, x:y", '["ok", "not ok"]'],
     "metrics_token": ["short"],
     "currency": ["eur", "EURO"],
 }

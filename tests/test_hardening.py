@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from linkgate.app import create_app
 from linkgate.settings import Settings
-from tests.conftest import GraphQLClient, client_for
+from tests.conftest import TEST_SECRET, GraphQLClient, client_for
 
 DEEP = "{ viewer { accounts(first: 1) { edges { node { " + "linkGroups { head { " * 7 + "name" + " } }" * 7 + " } } } } }"
 MANY_ALIASES = "{ " + " ".join(f"a{i}: viewer {{ user {{ name }} }}" for i in range(40)) + " }"
@@ -127,6 +127,29 @@ async def test_cors_allows_only_configured_origins(production: Any) -> None:
     assert allowed.headers["access-control-allow-origin"] == "https://dashboard.example"
     refused = await production.options("/graphql", headers={"origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_cors_allows_only_the_headers_configured(settings: Settings, engine: AsyncEngine) -> None:
+    """An SPA that sends tracing headers is refused at preflight until they are allowed
+    (LINKGATE_CORS_ALLOW_HEADERS, JSON or comma-separated); Authorization and Content-Type
+    always are."""
+    preflight = {"origin": "https://dashboard.example", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization, content-type, sentry-trace, baggage"}
+    plain = settings.model_copy(update={"cors_origins": ["https://dashboard.example"]})
+    async with client_for(create_app(plain, engine=engine), "10.50.0.2") as http:
+        refused = await http.options("/graphql", headers=preflight)
+    assert refused.status_code == 400 and "sentry-trace" not in refused.headers.get("access-control-allow-headers", "")
+    allowing = Settings(database_url=settings.database_url, secret_key=TEST_SECRET,
+                             cors_origins=["https://dashboard.example"],
+                             cors_allow_headers="Sentry-Trace, baggage")  # type: ignore[arg-type]
+    assert allowing.cors_allow_headers == ["sentry-trace", "baggage"]
+    async with client_for(create_app(allowing, engine=engine), "10.50.0.3") as http:
+        allowed = await http.options("/graphql", headers=preflight)
+        sent = await http.post("/graphql", json={"query": "{ __typename }"},
+                               headers={"origin": "https://dashboard.example", "sentry-trace": "abc", "baggage": "x=1"})
+    assert allowed.status_code == 200, allowed.text
+    assert {"sentry-trace", "baggage"} <= {name.strip() for name in allowed.headers["access-control-allow-headers"].split(",")}
+    assert sent.status_code == 200 and sent.headers["access-control-allow-origin"] == "https://dashboard.example"
 
 
 async def test_time_limit_answers_masked_503(settings: Settings, engine: AsyncEngine, tokens: dict[str, str]) -> None:
