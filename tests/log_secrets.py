@@ -13,6 +13,7 @@ searched for every remembered secret, and for the shapes of secrets made by othe
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import tempfile
@@ -119,13 +120,11 @@ class RunLog:
 
     def __init__(self) -> None:
         handle, name = tempfile.mkstemp(prefix="linkgate-test-run-", suffix=".log")
+        os.close(handle)
         self.path = Path(name)
         self.handler = logging.FileHandler(self.path, encoding="utf-8")
         self.handler.setFormatter(JsonFormatter())
         self.handler.addFilter(RequestIdFilter())
-        import os
-
-        os.close(handle)
 
     def add_output(self, lines: Iterable[str]) -> None:
         with self.path.open("a", encoding="utf-8") as file:
