@@ -76,8 +76,11 @@ async def traced_app(settings: Settings, database_url: str, monkeypatch: pytest.
     with caplog.at_level(logging.ERROR, logger="opentelemetry"):
         async with client_for(app) as http:
             yield Traced(GraphQLClient(http), exporter, own)
-    # Every span ended, and the context it was current in was left as it was found.
-    assert not [record for record in caplog.records if record.name.startswith("opentelemetry")]
+    # Every span ended, and the context it was current in was left as it was found (the SDK
+    # logs "Failed to detach context" at ERROR). A WARNING that an earlier test's provider,
+    # already shut down, dropped a late span says nothing about this app.
+    assert not [record for record in caplog.records
+                if record.name.startswith("opentelemetry") and record.levelno >= logging.ERROR]
     tracing.shutdown()
     assert len(own.sync_engine.dispatch.before_cursor_execute) == 0  # no longer instrumented
     await own.dispose()
