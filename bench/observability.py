@@ -25,7 +25,6 @@ import secrets
 import statistics
 import tempfile
 import time
-from typing import Any
 
 from bench.dataset import asgi_client, temporary_database
 from linkgate.app import create_app

@@ -51,13 +51,11 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 class TextFormatter(logging.Formatter):
     """``2026-12-07T10:00:00.123Z INFO linkgate.access [request-id] message key=value…``"""
 
-    converter = time.gmtime
-
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return utc_time(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         # A client can put a newline or a terminal escape into what is logged (a request's
@@ -76,6 +74,11 @@ class TextFormatter(logging.Formatter):
             head, newline, rest = line.partition("\n")  # a traceback stays below the line
             line = f"{head} {' '.join(extras)}{newline}{rest}"
         return line
+
+
+def utc_time(record: logging.LogRecord) -> str:
+    """``2026-12-07T10:00:00.123Z``: UTC, to the millisecond, in every format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def _printable(text: str) -> str:
@@ -99,7 +102,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": TextFormatter.formatTime(TextFormatter(), record),
+            "time": utc_time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -115,7 +115,8 @@ def current_request_id() -> str | None:
 
 
 class RequestSink(Protocol):
-    """Where a finished request is reported besides the access log (``linkgate.metrics``)."""
+    """Where a finished request is reported besides the access log (``linkgate.metrics``).
+    It must not raise: the request is answered already."""
 
     def observe_request(self, observation: RequestObservation) -> None: ...
 
@@ -177,10 +178,7 @@ class ObserveRequests:
             },
         )
         if self.sink is not None:
-            try:
-                self.sink.observe_request(observation)
-            except Exception:  # metrics must never fail a request
-                logging.getLogger("linkgate.metrics").exception("could not record request metrics")
+            self.sink.observe_request(observation)
 
 
 class OperationNames(SchemaExtension):
