@@ -34,7 +34,9 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from auth.errors import BadInput, LinkgateError
 from linkgate.context import build_context
+from linkgate.card_gateways import gateway_for
 from linkgate.downloads import download_endpoint
+from linkgate.payment_webhook import webhook_endpoint
 from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
 from linkgate.observation import ObserveRequests, OperationNames, current_observation
@@ -44,6 +46,7 @@ from linkgate.settings import Settings, get_settings
 from linkgate.tracing import Tracing
 from models.database import create_engine
 from resolvers.database import RequestSession
+from resolvers.payment_gateway import NoGateway, PaymentGateway
 from schema import LinkgateSchema, build_schema
 from schema.input_rules import UntypableStringLiterals
 from schema.document_limits import TOO_MANY_TOKENS, DocumentLimits, lex
@@ -90,6 +93,7 @@ class GraphQLEndpoint(GraphQL):
 
     # False only in the benchmark that measures what permission checks cost (``create_app``).
     enforce_permissions: bool = True
+    payments: PaymentGateway = NoGateway()
 
     def __init__(self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         super().__init__(
@@ -227,7 +231,7 @@ class GraphQLEndpoint(GraphQL):
     async def get_context(self, request: Any, response: Any) -> Any:
         context = build_context(
             request, request.state.session, self.settings,
-            enforce_permissions=self.enforce_permissions,
+            enforce_permissions=self.enforce_permissions, payments=self.payments,
         )
         request.state.context = context  # released when the response is ready (``_respond``)
         return context
@@ -386,6 +390,8 @@ def create_app(
     )
     graphql = GraphQLEndpoint(schema, settings, sessions)
     graphql.enforce_permissions = enforce_permissions
+    payments = gateway_for(settings)
+    graphql.payments = payments
 
     async def readyz(request: Request) -> Response:
         try:
@@ -415,6 +421,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/invoices/download", download_endpoint(settings, sessions), methods=["GET"]),
+            Route("/payments/webhook", webhook_endpoint(settings, sessions, payments), methods=["POST"]),
         ],
         lifespan=lifespan,
         middleware=[

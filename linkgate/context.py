@@ -14,6 +14,7 @@ from auth.tokens import TokenSettings
 from linkgate.client_address import client_address
 from linkgate.settings import Settings
 from resolvers.loaders import Loaders
+from resolvers.payment_gateway import NoGateway, PaymentGateway
 from schema.context import Context
 
 
@@ -46,6 +47,7 @@ def build_context(
     settings: Settings,
     *,
     enforce_permissions: bool = True,
+    payments: PaymentGateway | None = None,
 ) -> Context:
     """Raises ``Unauthenticated`` for a token that is present but forged or expired; that
     needs no database. Revocation is checked by ``Context.authenticate``, after validation.
@@ -70,4 +72,5 @@ def build_context(
         user_agent=connection.headers.get("user-agent"),
         request_id=connection.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
         enforce_permissions=enforce_permissions,
+        payments=payments or NoGateway(),
     )

@@ -19,11 +19,21 @@ from sqlalchemy.exc import ArgumentError
 
 from resolvers.delivery import SmtpServer
 from resolvers.pagination import PageBounds
-from resolvers.tunables import Tunables
+from auth.enrollment import enrollment_key
+from resolvers.tunables import Seller, Tunables
 
 # Used only in demo mode, never accepted otherwise: the demo must start with no configuration.
 DEMO_SECRET_KEY = "linkgate-demo-secret-key-not-for-production-use"
 
+
+# The demo's seller, so its invoices look like the real thing with no configuration.
+DEMO_SELLER = Seller(
+    name="Linkgate Demo Services S.L.",
+    address="Carrer de Pallars 193\n08005 Barcelona\nSpain",
+    tax_id="ESB12345674",
+    payment_instructions="Pay by card in the dashboard, or by bank transfer to "
+                         "IBAN ES91 2100 0418 4502 0005 1332 (BIC CAIXESBBXXX) quoting the invoice number.",
+)
 
 ENV_PREFIX = "LINKGATE_"
 
@@ -102,6 +112,23 @@ class Settings(BaseSettings):
     invoice_due_days: int = Field(default=14, ge=0, le=365)
     max_ticket_body_chars: int = Field(default=20_000, ge=100, le=1_000_000)
     download_link_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+
+    # The seller block printed on invoices (a snapshot on each invoice as it is issued).
+    # LINKGATE_SELLER_ADDRESS takes its lines separated by newlines or " | ".
+    seller_name: str | None = Field(default=None, max_length=200)
+    seller_address: str | None = Field(default=None, max_length=500)
+    seller_tax_id: str | None = Field(default=None, max_length=32)
+    payment_instructions: str | None = Field(default=None, max_length=500)
+    # Who takes card payments: ``test`` (Stripe's test tokens, nothing charged; the demo's
+    # and the tests' choice) or ``stripe``. Unset outside demo mode: cards are switched off,
+    # so a production server never takes fake payments by default.
+    payment_gateway: Literal["test", "stripe"] | None = None
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    # Only for tests and Stripe-compatible stubs; Stripe's own API otherwise.
+    stripe_api_base: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    payment_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    payment_pending_retry_seconds: int = Field(default=120, ge=1, le=86_400)
 
     # Failed sign-ins (and link proofs) are counted per (email, client), per client and per
     # email; see auth/throttle.py for what each limit does.
@@ -201,11 +228,36 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a CIDR") from None
         return networks
 
+    @field_validator("seller_name", "seller_address", "seller_tax_id", "payment_instructions")
+    @classmethod
+    def _printable_text(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = "\n".join(line.strip() for line in value.replace(" | ", "\n").splitlines() if line.strip())
+        if any(ord(c) < 32 and c != "\n" for c in value):
+            raise ValueError("holds control characters")
+        return value
+
+    @field_validator("payment_gateway", mode="before")
+    @classmethod
+    def _gateway_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.default_page_size > self.max_page_size:
             raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE: cannot be over LINKGATE_MAX_PAGE_SIZE")
+        if self.payment_gateway == "stripe" and (self.stripe_api_key is None or self.stripe_webhook_secret is None):
+            raise ValueError("LINKGATE_PAYMENT_GATEWAY=stripe needs LINKGATE_STRIPE_API_KEY and "
+                             "LINKGATE_STRIPE_WEBHOOK_SECRET")
         return self
+
+    @property
+    def card_gateway(self) -> str | None:
+        """The payment gateway in use: the setting, else ``test`` in demo mode, else none."""
+        return self.payment_gateway or ("test" if self.demo else None)
 
     @property
     def signing_key(self) -> str:
@@ -241,7 +293,21 @@ class Settings(BaseSettings):
             staff_require_totp=self.staff_require_totp,
             answer_floor_seconds=self.answer_floor_seconds,
             mail_links_per_client=self.mail_links_per_client,
+            enrollment_key=self._enrollment_key(),
+            seller=self.seller(),
+            payment_pending_retry_seconds=self.payment_pending_retry_seconds,
         )
+
+    def _enrollment_key(self) -> bytes:
+        if self.secret_key is None and not self.demo:
+            return b""  # commands that derive no token run without a key
+        return enrollment_key(self.signing_key)
+
+    def seller(self) -> Seller:
+        if self.demo and self.seller_name is None:
+            return DEMO_SELLER
+        return Seller(name=self.seller_name, address=self.seller_address,
+                      tax_id=self.seller_tax_id, payment_instructions=self.payment_instructions)
 
 
 def _connect_options(driver: str) -> set[str]:
@@ -272,7 +338,8 @@ def _list_setting(value: Any) -> list[str]:
     return [str(item).strip() for item in value if str(item).strip()]
 
 
-_NOT_ECHOED = {"secret_key", "metrics_token", "smtp_url", "database_url"}
+_NOT_ECHOED = {"secret_key", "metrics_token", "smtp_url", "database_url", "stripe_api_key",
+               "stripe_webhook_secret"}
 
 
 def describe_invalid_settings(error: ValidationError | SettingsError) -> str:

@@ -9,8 +9,9 @@ from models.credits import CreditLedgerEntry, IdempotencyRecord, LedgerEntryKind
 from models.identity import (
     EmailedLink, Invitation, LinkPurpose, RecoveryCode, RefreshToken, UserSession,
 )
-from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
+from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod
 from models.notifications import Notification
+from models.payments import GatewayEvent, Payment, PaymentKind, PaymentMethod, PaymentStatus
 from models.services import Service, ServiceStatus
 from models.throttle import ThrottleBucket
 from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
@@ -20,7 +21,8 @@ __all__ = [
     "Account", "AccountStatus", "AuditEvent", "AuthorKind", "Base", "Charge", "ChargeKind",
     "Contact", "CreditLedgerEntry", "Department", "EmailPreference", "EmailedLink",
     "IdempotencyRecord", "Invitation", "Invoice", "InvoiceLine", "InvoiceStatus",
-    "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod", "LinkPurpose",
+    "GatewayEvent", "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod",
+    "LinkPeriod", "LinkPurpose", "Payment", "PaymentKind", "PaymentMethod", "PaymentStatus",
     "LowCreditReminder", "Membership", "Notification", "RecoveryCode", "RefreshToken",
     "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketMessage",
     "TicketStatus", "User", "UserSession",

@@ -31,7 +31,12 @@ class Account(IdMixin, CreatedAtMixin, Base):
     owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
     # Cached sum of the credit ledger, kept in the same transaction as each ledger entry.
     credit_balance: Mapped[int] = mapped_column(default=0)
-    enrollment_token_hash: Mapped[str] = mapped_column(String(255))
+    # The enrollment token is derived, not stored (auth/enrollment.py): an HMAC of the account
+    # and this version, so it can be printed on invoices; rotating bumps the version.
+    enrollment_token_version: Mapped[int] = mapped_column(default=1)
+    # The digest of a random token made before tokens were derived; still accepted until the
+    # first rotation, so no token handed out earlier stops working by surprise.
+    enrollment_token_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Membership(IdMixin, CreatedAtMixin, Base):

@@ -84,6 +84,27 @@ class Invoice(IdMixin, CreatedAtMixin, Base):
     bill_to_city: Mapped[str | None] = mapped_column(String(100), nullable=True)
     bill_to_postal_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
     bill_to_country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    bill_to_tax_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The rest of what is printed, also fixed at issue: renaming the payer or changing the
+    # seller settings later changes no issued invoice (DESIGN §1 Invoices).
+    payer_number: Mapped[str] = mapped_column(String(20))
+    payer_name: Mapped[str] = mapped_column(String(50))
+    seller_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    seller_address: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    seller_tax_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    payment_instructions: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    tax_rate_basis_points: Mapped[int] = mapped_column(default=0)
+    # Which enrollment token the PDF prints: the one valid at issue (auth/enrollment.py).
+    enrollment_token_version: Mapped[int | None] = mapped_column(nullable=True)
+    # Σ succeeded payments, kept in the same transaction as each payment row.
+    amount_paid: Mapped[int] = mapped_column(default=0)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    void_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    @property
+    def amount_due(self) -> int:
+        return 0 if self.status is InvoiceStatus.VOID else max(self.total - self.amount_paid, 0)
 
 
 class InvoiceLine(IdMixin, Base):
@@ -100,3 +121,6 @@ class InvoiceLine(IdMixin, Base):
     quantity: Mapped[int]
     unit_price: Mapped[int]
     amount: Mapped[int]
+    # The source account as it was at issue.
+    account_number: Mapped[str] = mapped_column(String(20))
+    account_name: Mapped[str] = mapped_column(String(50))

@@ -38,6 +38,8 @@ class Contact(IdMixin, CreatedAtMixin, Base):
     city: Mapped[str | None] = mapped_column(String(100), nullable=True)
     postal_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
     country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    # The customer's tax (VAT) ID, printed on invoices addressed to this contact.
+    tax_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     is_support_contact: Mapped[bool] = mapped_column(default=False)
     is_billing_contact: Mapped[bool] = mapped_column(default=False)
     email_preferences: Mapped[list[str]] = mapped_column(StringList(), default=list)

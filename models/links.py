@@ -57,3 +57,23 @@ class LinkMember(IdMixin, Base):
     friendly_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     linked_via: Mapped[LinkMethod] = mapped_column(enum_column(LinkMethod))
+
+
+class LinkPeriod(IdMixin, Base):
+    """One stretch of time an account was a member (not the head) of a group.
+
+    ``link_members`` says how things stand now; this says how they stood at any moment, so
+    a charge goes to the BILLING head in force when it was incurred, whatever the links are
+    at the invoice run (DESIGN §1 "The payer of a charge"). ``valid_to`` is null while the
+    link stands; unlinking closes it.
+    """
+
+    __tablename__ = "link_periods"
+    __table_args__ = (Index("ix_link_periods_account", "kind", "account_id", "valid_from"),)
+
+    kind: Mapped[LinkKind] = mapped_column(enum_column(LinkKind))
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
+    group_id: Mapped[int] = mapped_column(BigId)  # kept after the group is dissolved
+    head_account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

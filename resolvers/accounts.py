@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.enrollment import hash_enrollment_token, new_enrollment_token
+from auth.enrollment import enrollment_token
 from auth.errors import NotFound
 from auth.permissions import Permission
 from auth.policy import AccessMap
@@ -61,9 +61,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def create_account(session: AsyncSession, *, owner_id: int, name: str) -> tuple[Account, str]:
-    """A new account owned by ``owner_id`` and its enrollment token (returned once, stored hashed)."""
-    token = new_enrollment_token()
+async def create_account(
+    session: AsyncSession, *, owner_id: int, name: str, enrollment_key: bytes
+) -> tuple[Account, str]:
+    """A new account owned by ``owner_id`` and its enrollment token (derived, never stored)."""
     for _attempt in range(10):
         number = f"ACC-{secrets.randbelow(900_000) + 100_000}"
         taken = await session.scalar(select(Account.id).where(Account.number == number))
@@ -71,13 +72,15 @@ async def create_account(session: AsyncSession, *, owner_id: int, name: str) -> 
             break
     else:  # pragma: no cover - 10 collisions in 900,000 numbers
         raise RuntimeError("could not find a free account number")
-    account = Account(
-        number=number, name=name, owner_id=owner_id,
-        enrollment_token_hash=hash_enrollment_token(token),
-    )
+    account = Account(number=number, name=name, owner_id=owner_id, enrollment_token_version=1)
     session.add(account)
     await session.flush()
-    return account, token
+    return account, current_enrollment_token(account, enrollment_key)
+
+
+def current_enrollment_token(account: Account, enrollment_key: bytes) -> str:
+    """The token that proves control of ``account`` now (printed on its new invoices)."""
+    return enrollment_token(enrollment_key, account.id, account.enrollment_token_version)
 
 
 async def require_account(

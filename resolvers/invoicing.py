@@ -152,6 +152,7 @@ class BillTo:
     city: str | None = None
     postal_code: str | None = None
     country: str | None = None
+    tax_id: str | None = None
 
 
 async def bill_to_of(session: AsyncSession, account: Account) -> tuple[BillTo, list[Contact]]:
@@ -162,7 +163,7 @@ async def bill_to_of(session: AsyncSession, account: Account) -> tuple[BillTo, l
     contact = next((c for c in contacts if c.is_billing_contact), None)
     if contact is not None:
         return BillTo(contact.name, contact.email, contact.address_line1, contact.address_line2,
-                      contact.city, contact.postal_code, contact.country), contacts
+                      contact.city, contact.postal_code, contact.country, contact.tax_id), contacts
     owner = await session.get(User, account.owner_id)
     assert owner is not None
     return BillTo(owner.name, owner.email), contacts
@@ -174,9 +175,17 @@ async def write_invoice(
     status: InvoiceStatus = InvoiceStatus.UNPAID,
 ) -> Invoice:
     """The invoice for ``charges`` with a line each, the charges pointing at it. The one way
-    an invoice is made: by the invoice run, and by the demo seed for its past months."""
+    an invoice is made: by the invoice run, and by the demo seed for its past months.
+
+    Everything the invoice prints is copied onto it now (DESIGN: an issued invoice never
+    changes): the payer's and each line's account number and name, the seller, the tax rate,
+    the bill-to, and which enrollment token it prints."""
     subtotal = sum(charge.amount for charge in charges)
     tax = tax_on(subtotal, tunables.tax_rate_basis_points)
+    sources = {row.id: row for row in (await session.scalars(
+        select(Account).where(Account.id.in_({charge.account_id for charge in charges}))
+    )).all()}
+    seller = tunables.seller
     invoice = Invoice(
         number=number, payer_account_id=payer.id,
         link_group_id=next((c.billing_group_id for c in charges if c.billing_group_id), None),
@@ -186,7 +195,12 @@ async def write_invoice(
         bill_to_name=bill_to.name[:100], bill_to_email=bill_to.email,
         bill_to_line1=bill_to.line1, bill_to_line2=bill_to.line2, bill_to_city=bill_to.city,
         bill_to_postal_code=bill_to.postal_code, bill_to_country=bill_to.country,
-        created_at=issued_at,
+        bill_to_tax_id=bill_to.tax_id, payer_number=payer.number, payer_name=payer.name,
+        seller_name=seller.name, seller_address=seller.address, seller_tax_id=seller.tax_id,
+        payment_instructions=seller.payment_instructions,
+        tax_rate_basis_points=tunables.tax_rate_basis_points,
+        enrollment_token_version=payer.enrollment_token_version,
+        amount_paid=0, created_at=issued_at,
     )
     session.add(invoice)
     await session.flush()
@@ -196,6 +210,8 @@ async def write_invoice(
             invoice_id=invoice.id, account_id=charge.account_id, charge_id=charge.id,
             description=charge.description, quantity=charge.quantity,
             unit_price=charge.unit_price, amount=charge.amount,
+            account_number=sources[charge.account_id].number,
+            account_name=sources[charge.account_id].name,
         ))
     return invoice
 

@@ -110,7 +110,7 @@ class _Checked:
     credentials_right: bool = False
 
 
-async def _proven_account(session: AsyncSession, proof: Proof) -> _Checked:
+async def _proven_account(session: AsyncSession, proof: Proof, enrollment_key: bytes) -> _Checked:
     """Checks the proof; spends the owner's second factor only after the password matched."""
     number = proof.account_number
     # A number no account can have (a NUL or a lone surrogate, which the database refuses)
@@ -119,9 +119,13 @@ async def _proven_account(session: AsyncSession, proof: Proof) -> _Checked:
         select(Account).where(Account.number == number)
     )
     if isinstance(proof, EnrollmentProof):
+        # An unknown number is checked against a made-up account, so it costs the same.
         matches = enrollment_token_matches(
-            proof.enrollment_token, account.enrollment_token_hash if account else _NO_TOKEN_HASH
-        )
+            proof.enrollment_token, key=enrollment_key,
+            account_id=account.id if account else 0,
+            version=account.enrollment_token_version if account else 0,
+            legacy_hash=account.enrollment_token_hash if account else _NO_TOKEN_HASH,
+        ) and account is not None
         return _Checked(account if matches and account else None, LinkMethod.ENROLLMENT_TOKEN)
     email = normalize_email(proof.email)
     owner = None if email is None else await session.scalar(select(User).where(User.email == email))
@@ -151,6 +155,7 @@ async def link_account(
     group_name: str | None,
     client_address: str,
     throttle: ThrottleSettings,
+    enrollment_key: bytes,
 ) -> Linked | UserError:
     """Link the proven account into the group of ``kind`` headed by ``head_account_id``.
 
@@ -187,7 +192,7 @@ async def link_account(
     if isinstance(proof, OwnerCredentials):
         sign_in_guard = credentials_throttle(proof.email, client_address, throttle)
         await sign_in_guard.attempt(session)
-    checked = await _proven_account(session, proof)
+    checked = await _proven_account(session, proof, enrollment_key)
     target, method = checked.account, checked.method
     if sign_in_guard is not None and checked.credentials_right:
         await sign_in_guard.succeeded(session)

@@ -25,7 +25,8 @@ from resolvers.pagination import child_pages_loader
 from resolvers.tickets import TICKETS_BY_ACCOUNT
 from models import (
     Account, AuditEvent, Contact, CreditLedgerEntry, Invitation, Invoice, InvoiceLine, LinkGroup,
-    LinkMember, LowCreditReminder, Membership, Notification, Service, Ticket, TicketMessage, User,
+    LinkMember, LowCreditReminder, Membership, Notification, Payment, PaymentMethod, Service, Ticket,
+    TicketMessage, User,
 )
 
 
@@ -47,12 +48,15 @@ def _many_by_key(
     model: type[Any],
     column: InstrumentedAttribute[Any],
     order_by: Iterable[Any] = (),
+    where: Any = None,
 ) -> DataLoader:
-    """A list of rows per key, in ``order_by`` order."""
+    """A list of rows per key (those matching ``where``, if given), in ``order_by`` order."""
     ordering = list(order_by) or [model.id]
 
     async def load(keys: Sequence[Any]) -> list[list[Any]]:
         statement = select(model.__table__).where(column.in_(keys)).order_by(*ordering)
+        if where is not None:
+            statement = statement.where(where)
         grouped: dict[Any, list[Any]] = defaultdict(list)
         for row in (await session.execute(statement)).all():
             grouped[getattr(row, column.key)].append(row)
@@ -106,6 +110,12 @@ class Loaders:
         self.invoice_lines_by_invoice_id = _many_by_key(
             session, InvoiceLine, InvoiceLine.invoice_id
         )
+        self.payment_method_by_id = _by_key(session, PaymentMethod, PaymentMethod.id)
+        # Cards still on file only: removed ones stay as rows for the payments made with them.
+        self.payment_methods_by_account_id = _many_by_key(
+            session, PaymentMethod, PaymentMethod.account_id, where=PaymentMethod.removed_at.is_(None)
+        )
+        self.payments_by_invoice_id = _many_by_key(session, Payment, Payment.invoice_id)
         self.messages_by_ticket_id = _many_by_key(
             session, TicketMessage, TicketMessage.ticket_id
         )

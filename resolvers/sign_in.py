@@ -209,7 +209,7 @@ INVALID_SIGN_UP_LINK = UserError(
 
 async def confirm_sign_up(
     session: AsyncSession, *, token: str, password: str, client_address: str,
-    user_agent: str | None, sessions: SessionSettings,
+    user_agent: str | None, sessions: SessionSettings, enrollment_key: bytes,
 ) -> SignedUp | UserError:
     """Creates the login and its first account from a followed sign-up link and the password
     chosen at sign-up, signed in. A wrong password leaves the link as it was."""
@@ -233,7 +233,7 @@ async def confirm_sign_up(
     session.add(user)
     await session.flush()
     account, enrollment_token = await create_account(
-        session, owner_id=user.id, name=payload["account_name"]
+        session, owner_id=user.id, name=payload["account_name"], enrollment_key=enrollment_key
     )
     link.payload = None  # the password hash has no business staying here
     tokens = await start_session(

@@ -29,3 +29,19 @@ class Tunables:
     mail_links_per_client: int = 20
     # signUp and requestPasswordReset answer no sooner than this (resolvers/timing.py).
     answer_floor_seconds: float = 0.4
+    # Enrollment tokens are derived under this key (auth/enrollment.py); empty where the process
+    # has no LINKGATE_SECRET_KEY, and then nothing may derive one.
+    enrollment_key: bytes = field(default=b"", repr=False)
+    # The seller printed on every invoice issued (a snapshot per invoice), and how to pay.
+    seller: Seller = field(default_factory=lambda: Seller())
+    # A card payment still PENDING after this long may be driven again by any payInvoice
+    # click (with the processor key it was first sent with, so it is never charged twice).
+    payment_pending_retry_seconds: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Seller:
+    name: str | None = None
+    address: str | None = None  # lines separated by newlines
+    tax_id: str | None = None
+    payment_instructions: str | None = None

@@ -10,8 +10,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema import (
-    accounts, audit, billing, contacts, credits, invitations, invoices, links, notifications, services,
-    sub_accounts, tickets,
+    accounts, audit, billing, contacts, credits, invitations, invoices, links, notifications, payments,
+    services, sub_accounts, tickets,
 )
 from schema.directives import install_guards
 from schema.authentication import Authenticate
@@ -28,7 +28,7 @@ GUARDED_TYPES: list[type] = [
     contacts.Contact, credits.CreditLedgerEntry, invitations.Invitation, invoices.Invoice,
     invoices.InvoiceLine, links.LinkGroup, links.LinkMember, notifications.Notification,
     services.Service, tickets.Ticket, *tickets.PAYLOAD_TYPES, *billing.PAYLOAD_TYPES,
-    *invitations.PAYLOAD_TYPES, *sub_accounts.PAYLOAD_TYPES,
+    *invitations.PAYLOAD_TYPES, *sub_accounts.PAYLOAD_TYPES, *payments.PAYLOAD_TYPES,
 ]
 
 
@@ -68,7 +68,7 @@ def build_schema(
         types=[
             accounts.Account, audit.AuditEvent, contacts.Contact, credits.CreditLedgerEntry,
             invitations.Invitation, invoices.Invoice, links.LinkGroup, notifications.Notification,
-            services.Service, tickets.Ticket,
+            payments.PaymentMethod, services.Service, tickets.Ticket,
         ],
         # OperationChoice first: its refusal must come before ValidationCache validates.
         extensions=[OperationChoice, *(extensions or []), Authenticate],

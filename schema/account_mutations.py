@@ -41,7 +41,8 @@ class RenameAccountPayload:
 async def register_account(info: strawberry.Info, input: RegisterAccountInput) -> RegisterAccountPayload:
     context = info.context
     result = await account_mutations.register_account(
-        context.session, principal=context.signed_in(), name=input.name
+        context.session, principal=context.signed_in(), name=input.name,
+        enrollment_key=context.tunables.enrollment_key,
     )
     if isinstance(result, UserErrorValue):
         return RegisterAccountPayload(user_errors=UserError.list_from(result))
@@ -62,12 +63,40 @@ async def rename_account(info: strawberry.Info, input: RenameAccountInput) -> Re
     return RenameAccountPayload(account=Account.from_model(result))
 
 
+@strawberry.input
+class RotateEnrollmentTokenInput:
+    account_id: strawberry.ID
+
+
+@strawberry.type
+class RotateEnrollmentTokenPayload:
+    enrollment_token: str | None = strawberry.field(
+        default=None, description="The new token; the old one no longer proves anything.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+async def rotate_enrollment_token(
+    info: strawberry.Info, input: RotateEnrollmentTokenInput
+) -> RotateEnrollmentTokenPayload:
+    context = info.context
+    token = await account_mutations.rotate_enrollment_token(
+        context.session, context.access, principal=context.signed_in(),
+        account_id=decode_id_of(input.account_id, "Account", field="accountId"),
+        enrollment_key=context.tunables.enrollment_key,
+    )
+    return RotateEnrollmentTokenPayload(enrollment_token=token)
+
+
 @strawberry.type
 class AccountMutations:
     register_account: RegisterAccountPayload = strawberry.mutation(
         resolver=register_account,
-        description="Another account owned by you, with its own enrollment token (shown once).",
+        description="Another account owned by you, with its own enrollment token.",
     )
     rename_account: RenameAccountPayload = strawberry.mutation(
         resolver=rename_account, description="Needs PROFILE_MANAGE on the account."
+    )
+    rotate_enrollment_token: RotateEnrollmentTokenPayload = strawberry.mutation(
+        resolver=rotate_enrollment_token,
+        description="LINKS_MANAGE. A new enrollment token; the old one stops working at once.",
     )

@@ -34,6 +34,7 @@ from schema.users import User
 if TYPE_CHECKING:
     from schema.invitations import Invitation
     from schema.links import LinkGroup
+    from schema.payments import PaymentMethod
 
 P = Permission
 
@@ -148,6 +149,21 @@ class Account(Node):
         lines = await prefetch(info, ("edges", "node", "lines"), loaders.invoice_lines_by_invoice_ids,
                                [row.id for row in page.rows])
         return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
+
+    @gated(P.INVOICES_PAY, description="Cards on file that can pay this account's invoices.")
+    async def payment_methods(
+        self, info: strawberry.Info
+    ) -> list[Annotated[PaymentMethod, strawberry.lazy("schema.payments")]] | None:
+        from schema.payments import PaymentMethod
+
+        rows = await info.context.loaders.payment_methods_by_account_id.load(self.pk)
+        return [PaymentMethod.from_model(row) for row in rows]
+
+    @gated(P.LINKS_MANAGE, description="Proves control of this account when linking it "
+           "(also printed on its invoices). `rotateEnrollmentToken` replaces it.")
+    async def enrollment_token(self, info: strawberry.Info) -> str | None:
+        row = await info.context.loaders.account_by_id.load(self.pk)
+        return account_resolvers.current_enrollment_token(row, info.context.tunables.enrollment_key)
 
     @gated(P.SERVICES_READ)
     def services(self, info: strawberry.Info) -> list[Service] | None:

@@ -14,6 +14,7 @@ from auth.sessions import SessionSettings
 from auth.tokens import TokenClaims, TokenSettings
 from auth.throttle import ThrottleSettings
 from resolvers.loaders import Loaders
+from resolvers.payment_gateway import NoGateway, PaymentGateway
 from resolvers.tunables import Tunables
 
 
@@ -34,6 +35,8 @@ class Context:
     client_address: str = "unknown"
     user_agent: str | None = None
     request_id: str = "-"
+    # The card processor the server was configured with (resolvers/payment_gateway.py).
+    payments: PaymentGateway = field(default_factory=NoGateway)
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)
 

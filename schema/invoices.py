@@ -13,6 +13,7 @@ from auth.errors import Unauthenticated
 from auth.permissions import Permission
 from models.billing import Invoice as InvoiceRow
 from models.billing import InvoiceLine as InvoiceLineRow
+from models.billing import InvoiceStatus as InvoiceStatusValue
 from resolvers.invoices import InvoiceFilter as InvoiceFilterValues
 from schema.directives import Requires
 from schema.enums import InvoiceStatus
@@ -23,6 +24,7 @@ from schema.relay import Node
 if TYPE_CHECKING:
     from schema.accounts import Account
     from schema.links import LinkGroup
+    from schema.payments import Payment
 
 
 DOWNLOAD_PATH = "/invoices/download"
@@ -65,6 +67,8 @@ class InvoiceLine:
     quantity: int
     unit_price: Money
     amount: Money
+    account_number: str = strawberry.field(description="The source account's number at issue.")
+    account_name: str = strawberry.field(description="The source account's name at issue.")
     account_pk: strawberry.Private[int]
 
     @strawberry.field(description="The account the charge came from; null if you cannot see it.")
@@ -81,6 +85,7 @@ class InvoiceLine:
             description=row.description, quantity=row.quantity,
             unit_price=Money(amount=row.unit_price, currency=currency),
             amount=Money(amount=row.amount, currency=currency), account_pk=row.account_id,
+            account_number=row.account_number, account_name=row.account_name,
         )
 
 
@@ -97,6 +102,16 @@ class Invoice(Node):
     tax: Money
     total: Money
     bill_to: Address
+    amount_due: Money = strawberry.field(description="Total minus the payments that succeeded; "
+                                         "zero once paid, and for a void invoice.")
+    paid_at: datetime | None = strawberry.field(description="When payments first covered the total.")
+    voided_at: datetime | None
+    void_reason: str | None
+    tax_rate_basis_points: int = strawberry.field(description="The tax rate at issue (2100 = 21 %).")
+    seller: Address = strawberry.field(
+        description="Who issued it, as printed (empty for invoices issued before sellers were recorded).")
+    payer_number: str = strawberry.field(description="The paying account's number at issue.")
+    payer_name: str = strawberry.field(description="The paying account's name at issue.")
     link_group_pk: strawberry.Private[int | None]
     # Set when the page that holds this invoice loaded its lines (schema/prefetch.py).
     prefetched_lines: strawberry.Private[list[InvoiceLine]] = NOT_PREFETCHED
@@ -128,6 +143,15 @@ class Invoice(Node):
         rows = await info.context.loaders.invoice_lines_by_invoice_id.load(self.pk)
         return [InvoiceLine.from_model(row, self.currency) for row in rows]
 
+    @strawberry.field(description="Payments and attempts, oldest first (declined ones too).")
+    async def payments(
+        self, info: strawberry.Info
+    ) -> list[Annotated[Payment, strawberry.lazy("schema.payments")]]:
+        from schema.payments import Payment
+
+        rows = await info.context.loaders.payments_by_invoice_id.load(self.pk)
+        return [Payment.from_model(row, self.account_id) for row in rows]
+
     @strawberry.field(
         description="A short-lived signed link (path on this server) to the invoice's PDF. "
         "The download re-checks INVOICES_READ for you when it is followed."
@@ -148,8 +172,14 @@ class Invoice(Node):
             bill_to=Address(
                 name=row.bill_to_name, line1=row.bill_to_line1, line2=row.bill_to_line2,
                 city=row.bill_to_city, postal_code=row.bill_to_postal_code,
-                country=row.bill_to_country,
+                country=row.bill_to_country, tax_id=row.bill_to_tax_id,
             ),
+            amount_due=money(0 if row.status is InvoiceStatusValue.VOID else max(row.total - row.amount_paid, 0)),
+            paid_at=row.paid_at, voided_at=row.voided_at, void_reason=row.void_reason,
+            tax_rate_basis_points=row.tax_rate_basis_points,
+            seller=Address(name=row.seller_name, line1=", ".join((row.seller_address or "").splitlines()) or None,
+                           tax_id=row.seller_tax_id),
+            payer_number=row.payer_number, payer_name=row.payer_name,
             link_group_pk=row.link_group_id,
             prefetched_lines=NOT_PREFETCHED if line_rows is None
             else [InvoiceLine.from_model(line, row.currency) for line in line_rows],

@@ -214,7 +214,7 @@ async def link_account(info: strawberry.Info, input: LinkAccountInput) -> LinkAc
         context.session, context.access, principal=principal, head_account_id=head_id,
         kind=input.kind, proof=proof, friendly_name=input.friendly_name,
         group_name=input.group_name, client_address=context.client_address,
-        throttle=context.throttle,
+        throttle=context.throttle, enrollment_key=context.tunables.enrollment_key,
     )
     if isinstance(result, UserErrorValue):
         return LinkAccountPayload(user_errors=UserError.list_from(result))

@@ -19,3 +19,4 @@ class Address:
     city: str | None = None
     postal_code: str | None = None
     country: str | None = None
+    tax_id: str | None = strawberry.field(default=None, description="A VAT or other tax ID.")

@@ -12,6 +12,7 @@ from schema.account_mutations import AccountMutations
 from schema.billing import BillingMutations
 from schema.contacts import ContactMutations
 from schema.links import LinkMutations
+from schema.payments import PaymentMutations
 from schema.sessions import SessionMutations
 from schema.sign_in import SignInMutations
 from schema.sub_accounts import SubAccountMutations
@@ -21,5 +22,5 @@ from schema.two_factor import TwoFactorMutations
 Mutation = merge_types(
     "Mutation",
     (SignInMutations, SessionMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
-     TicketMutations, BillingMutations, TwoFactorMutations),
+     TicketMutations, BillingMutations, PaymentMutations, TwoFactorMutations),
 )

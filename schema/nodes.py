@@ -20,6 +20,7 @@ from schema.invitations import Invitation
 from schema.invoices import Invoice
 from schema.links import LinkGroup, can_see_link_group, load_link_group
 from schema.notifications import Notification
+from schema.payments import PaymentMethod
 from schema.relay import Node, decode_global_id
 from schema.services import Service
 from schema.tickets import Ticket
@@ -44,6 +45,9 @@ _BY_LOADER: dict[str, _Fetch] = {
     "Notification": _Fetch("notification_by_id", Notification.from_model),
     "AuditEvent": _Fetch("audit_event_by_id", AuditEvent.from_model),
     "Invitation": _Fetch("invitation_by_id", Invitation.from_model),
+    # A removed card is gone from the API, though its row stays for the payments made with it.
+    "PaymentMethod": _Fetch("payment_method_by_id",
+                            lambda row: None if row.removed_at else PaymentMethod.from_model(row)),
 }
 
 async def _load(info: strawberry.Info, type_name: str, pk: int) -> Node | None:

@@ -116,7 +116,7 @@ async def confirm_sign_up(info: strawberry.Info, input: ConfirmSignUpInput) -> C
     result = await sign_in.confirm_sign_up(
         context.session, token=input.token, password=input.password,
         client_address=context.client_address, user_agent=context.user_agent,
-        sessions=context.sessions,
+        sessions=context.sessions, enrollment_key=context.tunables.enrollment_key,
     )
     if isinstance(result, UserErrorValue):
         return ConfirmSignUpPayload(user_errors=UserError.list_from(result))

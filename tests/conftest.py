@@ -106,6 +106,7 @@ def settings(database_url: str) -> Settings:
     # signs up and in from one address (127.0.0.1). The tests of the floor and of those
     # limits build an app with settings of their own.
     return Settings(database_url=database_url, secret_key=TEST_SECRET, answer_floor_seconds=0,
+                    payment_gateway="test",
                     login_client_max_failures=1_000_000, mail_links_per_client=1_000_000)
 
 
