@@ -15,8 +15,13 @@ The story runs January–November 2026 with fixed timestamps so the demo is the 
 run: invoices issued for 2026-08..2026-10 (August and September paid, the head office's
 October consolidated invoice unpaid), a November credit purchase still waiting for the next
 invoice run, and a head-office usage on 6 November that crossed the low-credit threshold and
-queued a reminder that the delivery worker has not sent yet. Enrollment tokens are fixed too
-(``DEMO_ENROLLMENT_TOKENS``) so the enrollment-token link can be tried by hand.
+queued a reminder that the delivery worker has not sent yet.
+
+Payments: olivia keeps a Visa card (the test gateway's ``tok_visa``) on the head office, which
+paid its August and September consolidated invoices; the other paid invoices were bank
+transfers recorded by finance; Labs' September invoice was voided (its fee waived). The
+enrollment tokens are derived like everywhere else (auth/enrollment.py), so each invoice PDF
+prints the token that links its account.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.enrollment import hash_enrollment_token
 from auth.passwords import hash_password
 from auth.permissions import BILLING_FAMILY, Permission, permission_names
 from models.accounts import Account, Membership
@@ -40,11 +44,14 @@ from models.audit import AuditEvent
 from models.billing import Charge, ChargeKind, InvoiceStatus
 from models.contacts import Contact, EmailPreference
 from models.credits import CreditLedgerEntry, LedgerEntryKind, LowCreditReminder
-from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
+from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod
 from models.notifications import Notification
+from models.payments import Payment, PaymentKind, PaymentMethod, PaymentStatus
 from models.services import Service, ServiceStatus
 from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
 from models.users import StaffRole, User
+from linkgate.settings import DEMO_SELLER
+from resolvers.invoice_documents import money
 from resolvers.invoicing import BillTo, Period, write_invoice
 from resolvers.tunables import Tunables
 
@@ -65,7 +72,7 @@ DEMO_LOGINS: list[tuple[str, str]] = [
 
 # The same business knobs the server runs with by default (resolvers.tunables), so invoices
 # the demo seeds and invoices a later `invoice-run` issues agree.
-_DEFAULTS = Tunables()
+_DEFAULTS = Tunables(seller=DEMO_SELLER)
 CURRENCY = _DEFAULTS.currency
 CREDIT_UNIT_PRICE = _DEFAULTS.credit_unit_price  # cents per credit
 INVOICED_PERIODS = ("2026-08", "2026-09", "2026-10")
@@ -83,10 +90,9 @@ EVE = "eve@contoso.example"
 AGENT = "agent@linkgate.example"
 FINANCE = "finance@linkgate.example"
 
-DEMO_ENROLLMENT_TOKENS: dict[str, str] = {
-    number: f"ENR-DEMO-{number.removeprefix('ACC-')}"
-    for number in (HEAD_OFFICE, RETAIL, LOGISTICS, LABS, CONTOSO)
-}
+# olivia's card on the head office: what the test gateway makes of Stripe's ``tok_visa``.
+DEMO_CARD = {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034,
+             "processor_ref": "pm_test_pays_demo00000001", "processor_customer_ref": "cus_test_demo0001"}
 
 # Notifications created before this were delivered; later ones still wait in the outbox.
 _OUTBOX_SENT_BEFORE = "2026-11-01 00:00"
@@ -146,6 +152,7 @@ class _Contact(NamedTuple):
     support: bool = False
     billing: bool = False
     user: str | None = None  # the sub-account this contact was activated as
+    tax_id: str | None = None
 
 
 class _Service(NamedTuple):
@@ -226,7 +233,7 @@ _PREFS = EmailPreference
 _CONTACTS: tuple[_Contact, ...] = (
     _Contact(HEAD_OFFICE, "Harriet Cole", "ap@northwind.example", "+31 10 555 0101",
              frozenset({_PREFS.INVOICE, _PREFS.CREDIT}), "2026-01-12 09:30",
-             address=_HQ_ADDRESS, billing=True),
+             address=_HQ_ADDRESS, billing=True, tax_id="NL004495445B01"),
     _Contact(HEAD_OFFICE, "Sam Okafor", "it@northwind.example", "+31 10 555 0102",
              frozenset({_PREFS.SUPPORT, _PREFS.PRODUCT, _PREFS.GENERAL}), "2026-01-15 11:00",
              support=True),
@@ -303,10 +310,14 @@ _LOW_CREDIT_REMINDERS: dict[str, tuple[int, tuple[str, ...]]] = {
     HEAD_OFFICE: (100, (BILL,)),
 }
 
-# Invoices not listed here were paid.
+# Invoices not listed here were paid: the head office's by card, the others by bank transfer.
 _UNPAID_INVOICES: frozenset[tuple[str, str]] = frozenset({
     (HEAD_OFFICE, "2026-10"), (CONTOSO, "2026-10"),
 })
+_VOID_INVOICES: dict[tuple[str, str], str] = {
+    (LABS, "2026-09"): "Fee waived: the staging platform was down for most of September.",
+}
+_PAID_BY_CARD = frozenset({HEAD_OFFICE})
 
 _TICKETS: tuple[_Ticket, ...] = (
     _Ticket("TKT-100001", HEAD_OFFICE, "SSL certificate for shop.northwind.example expires soon",
@@ -360,6 +371,7 @@ class _Seeded:
     # account number -> (its BILLING group, that group's head)
     billing_group: dict[str, tuple[LinkGroup, Account]] = field(default_factory=dict)
     contacts: dict[tuple[str, str], Contact] = field(default_factory=dict)  # (account, email)
+    card: PaymentMethod | None = None
     charges: list[Charge] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     audit: list[AuditEvent] = field(default_factory=list)
@@ -416,6 +428,7 @@ async def seed_demo(session: AsyncSession) -> bool:
     await _seed_contacts(session, seeded)
     services = await _seed_services(session, seeded)
     await _seed_credits(session, seeded)
+    await _seed_card(session, seeded)
     await _seed_invoices(session, seeded, services)
     await _seed_tickets(session, seeded)
     seeded.notifications.sort(key=lambda row: row.created_at)
@@ -438,8 +451,7 @@ async def _seed_accounts(session: AsyncSession, seeded: _Seeded) -> None:
     for spec in _ACCOUNTS:
         account = Account(
             number=spec.number, name=spec.name, owner_id=seeded.users[spec.owner].id,
-            enrollment_token_hash=hash_enrollment_token(DEMO_ENROLLMENT_TOKENS[spec.number]),
-            created_at=_at(spec.created),
+            enrollment_token_version=1, created_at=_at(spec.created),
         )
         seeded.accounts[spec.number] = account
         session.add(account)
@@ -475,6 +487,8 @@ async def _seed_links(session: AsyncSession, seeded: _Seeded) -> None:
                 seeded.billing_group[number] = (group, head)
             if is_head:
                 continue
+            session.add(LinkPeriod(kind=spec.kind, account_id=account.id, group_id=group.id,
+                                   head_account_id=head.id, valid_from=_at(linked_at)))
             details = {"kind": spec.kind.value, "group_id": group.id, "head": head.number,
                        "account": number, "friendly_name": friendly_name,
                        "linked_via": LinkMethod.SAME_OWNER.value}
@@ -494,7 +508,7 @@ async def _seed_contacts(session: AsyncSession, seeded: _Seeded) -> None:
             address_line2=address.line2 if address else None,
             city=address.city if address else None,
             postal_code=address.postal_code if address else None,
-            country=address.country if address else None,
+            country=address.country if address else None, tax_id=spec.tax_id,
             is_support_contact=spec.support, is_billing_contact=spec.billing,
             email_preferences=sorted(preference.value for preference in spec.preferences),
             user_id=seeded.user_id(spec.user), created_at=_at(spec.created),
@@ -602,6 +616,17 @@ def _period(name: str) -> Period:
     return Period(name, date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
 
 
+async def _seed_card(session: AsyncSession, seeded: _Seeded) -> None:
+    head = seeded.accounts[HEAD_OFFICE]
+    seeded.card = PaymentMethod(account_id=head.id, gateway="test", added_by_user_id=seeded.user_id(OLIVIA),
+                                created_at=_at("2026-03-02 10:00"), **DEMO_CARD)
+    session.add(seeded.card)
+    await session.flush()
+    seeded.audit_event(head, OLIVIA, "payment_method.added", seeded.card.created_at,
+                       target=("payment_method", seeded.card.id),
+                       after={"brand": "visa", "last4": "4242", "expires": "12/2034"})
+
+
 async def _seed_invoices(
     session: AsyncSession, seeded: _Seeded, services: list[Service]
 ) -> None:
@@ -641,20 +666,58 @@ async def _issue_invoice(session: AsyncSession, seeded: _Seeded, payer: Account,
     owner = seeded.owner_of(payer)
     bill_to = BillTo(owner.name, owner.email) if contact is None else BillTo(
         contact.name, contact.email, contact.address_line1, contact.address_line2,
-        contact.city, contact.postal_code, contact.country,
+        contact.city, contact.postal_code, contact.country, contact.tax_id,
     )
-    paid = (payer.number, period) not in _UNPAID_INVOICES
     invoice = await write_invoice(
         session, payer=payer, charges=charges, number=f"INV-{period}-{sequence:06d}",
         period=_period(period), bill_to=bill_to, issued_at=issued_at, tunables=_DEFAULTS,
-        status=InvoiceStatus.PAID if paid else InvoiceStatus.UNPAID,
     )
+    void_reason = _VOID_INVOICES.get((payer.number, period))
+    if void_reason is not None:
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = issued_at + timedelta(days=3)
+        invoice.void_reason = void_reason
+        seeded.audit_event(payer, FINANCE, "invoice.voided", invoice.voided_at,
+                           target=("invoice", invoice.id), before={"status": "UNPAID"},
+                           after={"status": "VOID", "reason": void_reason})
+    elif (payer.number, period) not in _UNPAID_INVOICES:
+        await _pay(session, seeded, payer, invoice, issued_at + timedelta(days=6))
     invoice_readers = [c.email for c in contacts
                        if EmailPreference.INVOICE.value in c.email_preferences]
     seeded.notify(payer, [invoice.bill_to_email, *invoice_readers], EmailPreference.INVOICE,
                   f"Invoice {invoice.number} is available",
                   f"Invoice {invoice.number} for {period}: {invoice.total / 100:.2f} {CURRENCY}, "
                   f"due {invoice.due_at:%Y-%m-%d}.", ("invoice", invoice.id), issued_at)
+
+
+async def _pay(session: AsyncSession, seeded: _Seeded, payer: Account, invoice: Any,
+               at: datetime) -> None:
+    """The payment the real flow would have recorded (resolvers/payments.py), in full."""
+    by_card = payer.number in _PAID_BY_CARD and seeded.card is not None
+    payment = Payment(
+        invoice_id=invoice.id, kind=PaymentKind.CARD if by_card else PaymentKind.OFFLINE,
+        status=PaymentStatus.SUCCEEDED, amount=invoice.total, currency=invoice.currency,
+        payment_method_id=seeded.card.id if by_card and seeded.card else None,
+        idempotency_key=f"demo-{invoice.number}" if by_card else None,
+        processor_ref=f"pi_test_demo{invoice.id:06d}" if by_card else None,
+        reference=None if by_card else f"SEPA transfer quoting {invoice.number}",
+        actor_user_id=seeded.user_id(OLIVIA if by_card else FINANCE),
+        created_at=at, settled_at=at,
+    )
+    session.add(payment)
+    invoice.amount_paid = invoice.total
+    invoice.status = InvoiceStatus.PAID
+    invoice.paid_at = at
+    await session.flush()
+    seeded.audit_event(payer, OLIVIA if by_card else FINANCE, "payment.succeeded", at,
+                       target=("invoice", invoice.id), before={"status": "UNPAID"},
+                       after={"status": "PAID", "payment": payment.id, "amount": payment.amount,
+                              "kind": payment.kind.value})
+    seeded.notify(payer, [invoice.bill_to_email], EmailPreference.INVOICE,
+                  f"Payment received for invoice {invoice.number}",
+                  f"Hello {invoice.bill_to_name},\n\nWe received "
+                  f"{money(payment.amount, payment.currency)} for invoice {invoice.number} on "
+                  f"{at:%Y-%m-%d}. It is now paid in full.\n", ("invoice", invoice.id), at)
 
 
 async def _seed_tickets(session: AsyncSession, seeded: _Seeded) -> None:

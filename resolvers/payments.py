@@ -88,7 +88,9 @@ async def add_payment_method(
         return [_error("TOO_MANY_PAYMENT_METHODS",
                        f"An account keeps at most {MAX_PAYMENT_METHODS} cards; remove one first.")]
     customer = next((m.processor_customer_ref for m in methods if m.gateway == gateway.name), None)
-    await session.rollback()  # no transaction open while the processor is asked
+    # No transaction stays open while the processor is asked (commit ends this read-only one
+    # and, unlike a rollback, keeps the loaded rows readable).
+    await session.commit()
     try:
         card = await gateway.add_card(token=token, customer_ref=customer, account_number=account.number)
     except CardRejected as refused:
@@ -206,7 +208,7 @@ async def pay_invoice(
                            "This idempotency key was already used with different input.",
                            "idempotencyKey")]
         if mine.status is not PaymentStatus.PENDING:
-            await session.rollback()
+            await session.commit()  # nothing written; keeps ``invoice`` and ``mine`` readable
             if mine.status is PaymentStatus.SUCCEEDED:
                 return Paid(invoice=invoice, payment=mine, replayed=True)
             return [_outcome_error(mine)]
@@ -271,7 +273,7 @@ async def _drive(
     method = await session.get(PaymentMethod, payment.payment_method_id)
     invoice = await session.get(Invoice, payment.invoice_id)
     assert method is not None and invoice is not None
-    await session.rollback()  # nothing held while the processor works
+    await session.commit()  # nothing held while the processor works
     try:
         outcome = await gateway.charge(
             card=card_of(method), amount=payment.amount, currency=payment.currency,
@@ -435,7 +437,7 @@ async def void_invoice(
         refusal = _error("PAYMENT_IN_PROGRESS",
                          "A card payment of this invoice is in progress; wait for its result.")
     if refusal is not None:
-        await session.rollback()
+        # The refusal is audited, nothing else is written.
         record_event(session, actor=staff, action="invoice.void_refused",
                      account_id=invoice.payer_account_id, target=("invoice", invoice.id),
                      after={"code": refusal.code})

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.enrollment import enrollment_token_matches
+from auth.enrollment import enrollment_key, enrollment_token_matches
 from models.accounts import Account
 from models.database import create_session_factory
-from tests.conftest import GraphQLClient
+from tests.conftest import TEST_SECRET, GraphQLClient
 from tests.customers import REGISTER, audit_actions, new_customer, new_sub_account
 
 RENAME = """
@@ -41,8 +41,10 @@ async def test_register_account_gives_a_new_owned_account_and_its_token_once(
     assert account["name"] == "Second Shop" and account["viewerIsOwner"] is True
     assert "LINKS_MANAGE" in account["viewerPermissions"]  # the payload already sees it as owner
     row = await account_row(engine, account["number"])
-    assert enrollment_token_matches(payload["enrollmentToken"], row.enrollment_token_hash)
-    assert row.enrollment_token_hash != payload["enrollmentToken"]
+    # Derived, not stored: the token is an HMAC of the account and its version.
+    assert row.enrollment_token_hash is None
+    assert enrollment_token_matches(payload["enrollmentToken"], key=enrollment_key(TEST_SECRET),
+                                    account_id=row.id, version=row.enrollment_token_version)
     accounts = await gql.execute("{ viewer { accounts { totalCount } } }", token=owner.token)
     assert accounts["data"]["viewer"]["accounts"]["totalCount"] == 2
     assert await audit_actions(engine, account["number"]) == ["account.registered"]

@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth.enrollment import enrollment_token_matches, hash_enrollment_token, new_enrollment_token
 from auth.passwords import verify_password
 from linkgate.demo import (
-    DEMO_ENROLLMENT_TOKENS, DEMO_LOGINS, DEMO_PASSWORD, HEAD_OFFICE, LABS, LOGISTICS, RETAIL,
+    DEMO_LOGINS, DEMO_PASSWORD, HEAD_OFFICE, LABS, LOGISTICS, RETAIL,
     seed_demo,
 )
 from models import (
@@ -136,13 +135,14 @@ async def test_demo_logins_verify(sessions: async_sessionmaker[AsyncSession]) ->
         head = accounts[HEAD_OFFICE].id
         assert memberships[(users["bill@northwind.example"].id, head)] == sorted(
             ["INVOICES_READ", "CREDITS_READ", "CREDITS_PURCHASE", "CREDITS_TRANSFER",
-             "BILLING_MANAGE"])
+             "BILLING_MANAGE", "INVOICES_PAY"])
         assert memberships[(users["dev@northwind.example"].id, head)] == [
             "SERVICES_READ", "TICKETS_READ", "TICKETS_WRITE"]
         olivia = users["olivia@northwind.example"].id
         assert all(user_id != olivia for user_id, _ in memberships), "owners have no membership"
-        for number, token in DEMO_ENROLLMENT_TOKENS.items():
-            assert enrollment_token_matches(token, accounts[number].enrollment_token_hash)
+        # Tokens are derived (auth/enrollment.py): nothing of them is stored.
+        assert all(account.enrollment_token_hash is None and account.enrollment_token_version == 1
+                   for account in accounts.values())
 
 
 async def test_tickets_contacts_and_outbox(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -172,10 +172,3 @@ async def test_second_seed_is_a_no_op(sessions: async_sessionmaker[AsyncSession]
         assert await counts(session) == before
 
 
-def test_enrollment_tokens() -> None:
-    token = new_enrollment_token()
-    assert token.startswith("ENR-") and len(token) == 20
-    assert new_enrollment_token() != token
-    assert hash_enrollment_token(f" {token}\n") == hash_enrollment_token(token)
-    assert enrollment_token_matches(token, hash_enrollment_token(token))
-    assert not enrollment_token_matches(token + "x", hash_enrollment_token(token))
