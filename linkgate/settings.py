@@ -238,6 +238,17 @@ class Settings(BaseSettings):
             raise ValueError("holds control characters")
         return value
 
+    @field_validator("stripe_api_key", "stripe_webhook_secret")
+    @classmethod
+    def _stripe_secret_shape(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Stripe's own prefixes: a publishable key (pk_…) here would be a mistake worth stopping."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        prefixes = ("sk_", "rk_") if info.field_name == "stripe_api_key" else ("whsec_",)
+        if not value.get_secret_value().startswith(prefixes) or len(value.get_secret_value()) < 10:
+            raise ValueError(f"is not a Stripe {'secret key (sk_… or rk_…)' if 'key' in info.field_name else 'webhook signing secret (whsec_…)'}")
+        return value
+
     @field_validator("payment_gateway", mode="before")
     @classmethod
     def _gateway_name(cls, value: Any) -> Any:
@@ -250,7 +261,7 @@ class Settings(BaseSettings):
         if self.default_page_size > self.max_page_size:
             raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE: cannot be over LINKGATE_MAX_PAGE_SIZE")
         if self.payment_gateway == "stripe" and (self.stripe_api_key is None or self.stripe_webhook_secret is None):
-            raise ValueError("LINKGATE_PAYMENT_GATEWAY=stripe needs LINKGATE_STRIPE_API_KEY and "
+            raise ValueError("LINKGATE_PAYMENT_GATEWAY: stripe needs LINKGATE_STRIPE_API_KEY and "
                              "LINKGATE_STRIPE_WEBHOOK_SECRET")
         return self
 

@@ -33,6 +33,14 @@ SPECIAL_CASES: dict[str, list[str]] = {
     "cors_allow_headers": ["sentry trace", "baggage, x:y", '["ok", "not ok"]'],
     "metrics_token": ["short"],
     "currency": ["eur", "EURO"],
+    "seller_name": ["x" * 201, "Seller\u0007Ltd"],
+    "seller_address": ["x" * 501, "Street 1\u0001"],
+    "seller_tax_id": ["X" * 33],
+    "payment_instructions": ["x" * 501],
+    "payment_gateway": ["paypal", "stripe"],  # stripe without its keys
+    "stripe_api_key": ["pk_live_publishable0123", "sk_"],
+    "stripe_webhook_secret": ["sk_test_notawebhooksecret"],
+    "stripe_api_base": ["stripe.local:12111", "ftp://stripe.local"],
 }
 
 
@@ -80,7 +88,8 @@ def test_a_wrong_setting_is_one_line_naming_it(name: str, value: str, monkeypatc
     message = str(raised.value)
     assert message.startswith(f"{variable}: "), message
     assert "\n" not in message and "Traceback" not in message
-    if name in ("secret_key", "metrics_token", "smtp_url", "database_url") and len(value) > 3:
+    if name in ("secret_key", "metrics_token", "smtp_url", "database_url", "stripe_api_key",
+                "stripe_webhook_secret") and len(value) > 3:
         assert value not in message  # what may hold a password is never echoed
         assert "Tr0ub" not in message and "S3cret" not in message, message
 
