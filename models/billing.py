@@ -58,6 +58,8 @@ class Invoice(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         # Keyset pages list an account's invoices newest first.
         Index("ix_invoices_payer_issued", "payer_account_id", "issued_at", "id"),
+        # Staff (and viewers of many accounts) page through every invoice newest first.
+        Index("ix_invoices_issued", "issued_at", "id"),
     )
 
     number: Mapped[str] = mapped_column(String(30), unique=True)

@@ -20,7 +20,7 @@ from resolvers.database import begin_write
 from resolvers.grants import granted_permissions
 from resolvers.invitations import revoke_pending
 from resolvers.user_errors import UserError
-from resolvers.validation import clean_email, clean_optional_text, clean_person_name
+from resolvers.validation import clean_email, clean_optional_text, clean_person_name, clean_tax_id
 
 MAX_PHONE = 40
 ADDRESS_LIMITS = {"line1": 200, "line2": 200, "city": 100, "postal_code": 20}
@@ -43,6 +43,7 @@ class ContactChanges:
     email: str | None = None
     phone: str | None = None
     address: AddressValues | None = None
+    tax_id: str | None = None
     is_support_contact: bool | None = None
     email_preferences: list[EmailPreference] | None = None
     # Names of the fields given, so "clear the phone" (None given) differs from "leave it".
@@ -79,6 +80,9 @@ def _clean(changes: ContactChanges) -> dict[str, Any] | list[UserError]:
             ))
         else:
             values["country"] = country
+    if "tax_id" in changes.given:
+        # Printed on the invoices this contact is billed on (snapshotted when each is issued).
+        take("tax_id", clean_tax_id(changes.tax_id, field=["taxId"]))
     if "is_support_contact" in changes.given:
         values["is_support_contact"] = bool(changes.is_support_contact)
     if "email_preferences" in changes.given:
@@ -106,7 +110,7 @@ def snapshot(contact: Contact) -> dict[str, Any]:
     """What the audit log keeps of a contact."""
     return {
         "name": contact.name, "email": contact.email, "phone": contact.phone,
-        "is_support_contact": contact.is_support_contact,
+        "tax_id": contact.tax_id, "is_support_contact": contact.is_support_contact,
         "is_billing_contact": contact.is_billing_contact,
         "email_preferences": list(contact.email_preferences or []), "user_id": contact.user_id,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime, timezone
 
@@ -167,3 +168,81 @@ def clean_account_name(value: str, field: str = "name") -> str | UserError:
 
 def clean_person_name(value: str, field: str = "name") -> str | UserError:
     return clean_name(value, max_length=MAX_PERSON_NAME, field=field)
+
+
+# Tax IDs --------------------------------------------------------------------------------------
+
+MIN_TAX_ID = 2
+MAX_TAX_ID = 32  # contacts.tax_id and invoices.bill_to_tax_id are String(32)
+# Written between the groups of a tax ID ("NL 8530.43.211.B01", "CHE-123.456.789"), as is white
+# space; never part of it.
+_TAX_ID_SEPARATORS = str.maketrans("", "", ".-/")
+_TAX_ID = re.compile(r"[A-Z0-9]+", re.ASCII)
+# The body after each EU VAT prefix (the member states, EL for Greece, XI for Northern Ireland),
+# with what the error says: the shapes VIES documents, checked without check digits.
+_EU_VAT: dict[str, tuple[str, str]] = {
+    "AT": (r"U[0-9]{8}", "U and 8 digits"),
+    "BE": (r"[01][0-9]{9}", "10 digits starting with 0 or 1"),
+    "BG": (r"[0-9]{9,10}", "9 or 10 digits"),
+    "CY": (r"[0-9]{8}[A-Z]", "8 digits and a letter"),
+    "CZ": (r"[0-9]{8,10}", "8 to 10 digits"),
+    "DE": (r"[0-9]{9}", "9 digits"),
+    "DK": (r"[0-9]{8}", "8 digits"),
+    "EE": (r"[0-9]{9}", "9 digits"),
+    "EL": (r"[0-9]{9}", "9 digits"),
+    "ES": (r"[0-9A-Z][0-9]{7}[0-9A-Z]", "9 characters: a letter or digit, 7 digits, a letter or digit"),
+    "FI": (r"[0-9]{8}", "8 digits"),
+    "FR": (r"[0-9A-HJ-NP-Z]{2}[0-9]{9}", "2 letters or digits (not I or O) and 9 digits"),
+    "HR": (r"[0-9]{11}", "11 digits"),
+    "HU": (r"[0-9]{8}", "8 digits"),
+    "IE": (r"[0-9]{7}[A-W][A-I]?|[0-9][A-Z][0-9]{5}[A-W]", "7 digits and 1 or 2 letters"),
+    "IT": (r"[0-9]{11}", "11 digits"),
+    "LT": (r"[0-9]{9}|[0-9]{12}", "9 or 12 digits"),
+    "LU": (r"[0-9]{8}", "8 digits"),
+    "LV": (r"[0-9]{11}", "11 digits"),
+    "MT": (r"[0-9]{8}", "8 digits"),
+    "NL": (r"[0-9]{9}B[0-9]{2}", "9 digits, B and 2 digits"),
+    "PL": (r"[0-9]{10}", "10 digits"),
+    "PT": (r"[0-9]{9}", "9 digits"),
+    "RO": (r"[1-9][0-9]{1,9}", "2 to 10 digits"),
+    "SE": (r"[0-9]{10}01", "12 digits ending in 01"),
+    "SI": (r"[0-9]{8}", "8 digits"),
+    "SK": (r"[0-9]{10}", "10 digits"),
+    "XI": (r"[0-9]{9}|[0-9]{12}|GD[0-9]{3}|HA[0-9]{3}", "9 or 12 digits"),
+}
+_EU_VAT_BODY = {prefix: re.compile(body, re.ASCII) for prefix, (body, _) in _EU_VAT.items()}
+# An Italian personal tax code (codice fiscale) opens with the consonants of a surname, which can
+# spell an EU prefix (FeRRari: FRR…): it is a tax ID of its own, not a malformed VAT number.
+_CODICE_FISCALE = re.compile(
+    r"[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]",
+    re.ASCII,
+)
+
+
+def clean_tax_id(value: str | None, field: list[str]) -> str | None | UserError:
+    """A customer's VAT or other tax ID as invoices print it: upper case, the separators people
+    type between groups (white space, dots, hyphens, slashes) left out, so the same number is stored
+    one way whatever way it was typed; then 2–32 letters A–Z and digits. ``None`` (cleared) when
+    empty. One that starts with an EU VAT prefix must have that country's shape: a digit too
+    many or too few is the typo this catches before it is printed on an invoice."""
+    if value is None:
+        return None
+    tax_id = "".join(value.split()).translate(_TAX_ID_SEPARATORS)
+    if not tax_id:
+        return None
+    # ASCII before upper-casing: "ﬁ" would otherwise become "FI", a prefix no one typed.
+    tax_id = tax_id.upper() if tax_id.isascii() else tax_id
+    if not (MIN_TAX_ID <= len(tax_id) <= MAX_TAX_ID and _TAX_ID.fullmatch(tax_id)):
+        return UserError(
+            message=f"A tax ID is {MIN_TAX_ID} to {MAX_TAX_ID} letters A–Z and digits "
+            "(spaces, dots, hyphens and slashes between them are left out).",
+            code="INVALID_TAX_ID", field=field,
+        )
+    prefix, body = tax_id[:2], tax_id[2:]
+    if prefix in _EU_VAT_BODY and not _CODICE_FISCALE.fullmatch(tax_id):
+        if not _EU_VAT_BODY[prefix].fullmatch(body):
+            return UserError(
+                message=f"{prefix} VAT numbers are {prefix} followed by {_EU_VAT[prefix][1]}.",
+                code="INVALID_TAX_ID", field=field,
+            )
+    return tax_id

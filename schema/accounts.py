@@ -13,7 +13,7 @@ from models.accounts import Membership as MembershipRow
 from resolvers import accounts as account_resolvers
 from resolvers.audit import AUDIT_BY_ACCOUNT
 from resolvers.credits import LEDGER_BY_ACCOUNT
-from resolvers.invoices import INVOICES_BY_PAYER
+from resolvers.invoices import INVOICES_BY_PAYER, list_invoices
 from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
 from resolvers.pagination import PageRequest
 from resolvers.tickets import TICKETS_BY_ACCOUNT
@@ -290,6 +290,31 @@ class Viewer:
             info.context.session, info.context.access, number
         )
         return None if row is None else Account.from_model(row)
+
+    @strawberry.field(
+        description="Every invoice you may read (INVOICES_READ on the account that pays it), "
+        "all accounts together, newest first: one screen instead of `invoices` on each account. "
+        "`filter.accountIds` narrows it to some paying accounts."
+    )
+    async def invoices(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        filter: InvoiceFilter | None = None,
+    ) -> Connection[Invoice]:
+        context = info.context
+        page = await list_invoices(
+            context.session, context.access, first=first, after=after,
+            filter=filter.row_values() if filter is not None else None,
+            payers=filter.payer_pks() if filter is not None else None,
+            bounds=context.tunables.pages,
+        )
+        # The lines come with the page, as on `Account.invoices`: statements stay per page.
+        lines = await prefetch(info, ("edges", "node", "lines"),
+                               context.loaders.invoice_lines_by_invoice_ids,
+                               [row.id for row in page.rows])
+        return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
 
 
 def hides_account(context: Context, account_id: int) -> bool:

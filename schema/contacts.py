@@ -27,7 +27,11 @@ class Contact(Node):
     name: str
     email: str
     phone: str | None
-    address: Address
+    address: Address = strawberry.field(description="Its `taxId` is the contact's `taxId`.")
+    tax_id: str | None = strawberry.field(
+        description="The customer's VAT or other tax ID, normalised (upper case, no spaces, dots, "
+        "hyphens or slashes). The billing contact's is printed on invoices issued after it is set."
+    )
     is_support_contact: bool
     is_billing_contact: bool
     email_preferences: list[EmailPreference]
@@ -53,8 +57,9 @@ class Contact(Node):
             phone=row.phone,
             address=Address(
                 name=row.name, line1=row.address_line1, line2=row.address_line2, city=row.city,
-                postal_code=row.postal_code, country=row.country,
+                postal_code=row.postal_code, country=row.country, tax_id=row.tax_id,
             ),
+            tax_id=row.tax_id,
             is_support_contact=row.is_support_contact,
             is_billing_contact=row.is_billing_contact,
             email_preferences=[EmailPreference(value) for value in row.email_preferences],
@@ -77,6 +82,13 @@ class AddressInput:
         )
 
 
+TAX_ID_INPUT = (
+    "A VAT or other tax ID: 2–32 letters and digits once spaces, dots, hyphens and slashes are "
+    "left out; one starting with an EU VAT prefix (DE, FR, NL, EL, …) must have that country's "
+    "shape. Empty or null clears it. A wrong one is the userError INVALID_TAX_ID."
+)
+
+
 @strawberry.input
 class AddContactInput:
     account_id: strawberry.ID
@@ -84,6 +96,7 @@ class AddContactInput:
     email: str
     phone: str | None = None
     address: AddressInput | None = None
+    tax_id: str | None = strawberry.field(default=None, description=TAX_ID_INPUT)
     is_support_contact: bool = False
     email_preferences: list[EmailPreference] = strawberry.field(default_factory=list)
 
@@ -95,6 +108,7 @@ class UpdateContactInput:
     email: str | None = strawberry.UNSET
     phone: str | None = strawberry.UNSET
     address: AddressInput | None = strawberry.UNSET
+    tax_id: str | None = strawberry.field(default=strawberry.UNSET, description=TAX_ID_INPUT)
     is_support_contact: bool | None = strawberry.UNSET
     email_preferences: list[EmailPreference] | None = strawberry.UNSET
 
@@ -129,10 +143,11 @@ async def add_contact(info: strawberry.Info, input: AddContactInput) -> AddConta
     context = info.context
     changes = contacts.ContactChanges(
         name=input.name, email=input.email, phone=input.phone,
-        address=input.address.to_values() if input.address else None,
+        address=input.address.to_values() if input.address else None, tax_id=input.tax_id,
         is_support_contact=input.is_support_contact,
         email_preferences=list(input.email_preferences),
-        given={"name", "email", "phone", "address", "is_support_contact", "email_preferences"},
+        given={"name", "email", "phone", "address", "tax_id", "is_support_contact",
+               "email_preferences"},
     )
     result = await contacts.add_contact(
         context.session, context.access, principal=context.signed_in(),
@@ -146,7 +161,7 @@ async def add_contact(info: strawberry.Info, input: AddContactInput) -> AddConta
 async def update_contact(info: strawberry.Info, input: UpdateContactInput) -> UpdateContactPayload:
     context = info.context
     fields = {
-        "name": input.name, "email": input.email, "phone": input.phone,
+        "name": input.name, "email": input.email, "phone": input.phone, "tax_id": input.tax_id,
         "is_support_contact": input.is_support_contact,
         "email_preferences": input.email_preferences,
     }

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from auth.download_tokens import issue_download_token
-from auth.errors import Unauthenticated
+from auth.errors import BadInput, Unauthenticated
 from auth.permissions import Permission
 from models.billing import Invoice as InvoiceRow
 from models.billing import InvoiceLine as InvoiceLineRow
@@ -19,7 +19,7 @@ from schema.directives import Requires
 from schema.enums import InvoiceStatus
 from schema.money import Address, Money
 from schema.prefetch import NOT_PREFETCHED, prefetched_or
-from schema.relay import Node
+from schema.relay import Node, decode_id_of
 
 if TYPE_CHECKING:
     from schema.accounts import Account
@@ -47,17 +47,46 @@ async def download_url(info: strawberry.Info, invoice_ids: list[int]) -> str:
     return f"{DOWNLOAD_PATH}?{urlencode({'token': token})}"
 
 
-@strawberry.input(description="Filters for `Account.invoices`; all optional, combined with AND.")
+@strawberry.input(
+    description="Filters for `Account.invoices` and `Viewer.invoices`; all optional, combined with AND."
+)
 class InvoiceFilter:
     issued_from: datetime | None = strawberry.field(default=None, description="Inclusive.")
     issued_to: datetime | None = strawberry.field(default=None, description="Exclusive.")
     status: InvoiceStatus | None = None
     number: str | None = strawberry.field(default=None, description="Part of the number.")
+    account_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="`Viewer.invoices` only: invoices paid by one of these accounts "
+        "(`Invoice.account`, so a consolidated invoice counts for the head "
+        "of its BILLING group, not for the members whose lines it holds). `[]` matches no "
+        "invoice; an account whose invoices you may not read adds none. `Account.invoices` "
+        "refuses it: that list is one account's already.",
+    )
 
     def to_values(self) -> InvoiceFilterValues:
+        """The filter of one account's list (``Account.invoices``), where ``accountIds`` has
+        no place: refused, rather than ignored or ANDed into an empty list by surprise."""
+        if self.account_ids is not None:
+            raise BadInput(
+                "`accountIds` filters `Viewer.invoices` only: `Account.invoices` lists the "
+                "invoices of one account already.", field="accountIds",
+            )
+        return self.row_values()
+
+    def row_values(self) -> InvoiceFilterValues:
+        """What narrows the rows of any invoice list (everything but ``accountIds``)."""
         return InvoiceFilterValues(
             issued_from=self.issued_from, issued_to=self.issued_to,
             status=self.status, number=self.number,
+        )
+
+    def payer_pks(self) -> frozenset[int] | None:
+        """The accounts ``accountIds`` names (``Viewer.invoices``); ``None`` when not given."""
+        if self.account_ids is None:
+            return None
+        return frozenset(
+            decode_id_of(global_id, "Account", field="accountIds") for global_id in self.account_ids
         )
 
 

@@ -19,7 +19,7 @@ def encode_global_id(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
 
 
-def decode_global_id(global_id: str) -> tuple[str, int]:
+def decode_global_id(global_id: str, field: str = "id") -> tuple[str, int]:
     """``(type name, primary key)``; a string that is not one of our IDs is bad input.
     Strict: only the one spelling ``encode_global_id`` writes is an ID, so no object has
     aliases (base64 decoders skip stray characters; ``int`` reads other scripts' digits)."""
@@ -31,12 +31,12 @@ def decode_global_id(global_id: str) -> tuple[str, int]:
             raise ValueError(raw)
         return type_name, int(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
-        raise BadInput(f"`{global_id[:64]}` is not a valid ID.", field="id") from error
+        raise BadInput(f"`{global_id[:64]}` is not a valid ID.", field=field) from error
 
 
 def decode_id_of(global_id: str, type_name: str, field: str = "id") -> int:
     """The primary key of a global ID that must name a ``type_name`` (mutation inputs)."""
-    decoded_type, pk = decode_global_id(global_id)
+    decoded_type, pk = decode_global_id(global_id, field)
     if decoded_type != type_name:
         raise BadInput(f"`{global_id[:64]}` is not the ID of a {type_name}.", field=field)
     return pk
