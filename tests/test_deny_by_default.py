@@ -35,6 +35,8 @@ GATED_TYPES: dict[str, str] = {
     "Notification": "EMAILS_READ",
     "AuditEvent": "AUDIT_READ",
     "Invitation": "CONTACTS_MANAGE",
+    "PaymentMethod": "INVOICES_PAY",
+    "Payment": "INVOICES_READ",
 }
 
 # Sensitive types without a type-level @requires: every field in the schema returning one must
@@ -44,6 +46,7 @@ ENCLOSED_TYPES: set[str] = {
     "TicketMessage",      # only through Ticket.messages
     "TicketOpener",       # only through Ticket.openedBy
     "LowCreditReminder",  # only through Account.lowCreditReminder (CREDITS_READ)
+    "CardSummary",        # only through Payment.card
 }
 
 # Types that carry no billing or technical data of their own (their gated fields, if any, are
@@ -68,6 +71,8 @@ GATED_FIELDS: dict[tuple[str, str], str] = {
     ("Account", "notifications"): "EMAILS_READ",
     ("Account", "auditLog"): "AUDIT_READ",
     ("Service", "monthlyPrice"): "INVOICES_READ",
+    ("Account", "paymentMethods"): "INVOICES_PAY",
+    ("Account", "enrollmentToken"): "LINKS_MANAGE",
 }
 
 # The only Account fields that may stay ungated: anything new on Account needs @requires.

@@ -374,7 +374,7 @@ async def test_members_list_the_owner_first_then_the_sub_accounts(
     if number == HEAD_OFFICE:
         by_email = {member["user"]["email"]: member["permissions"] for member in members[1:]}
         assert by_email[BILL] == ["INVOICES_READ", "CREDITS_READ", "CREDITS_PURCHASE", "CREDITS_TRANSFER",
-                                  "BILLING_MANAGE"]
+                                  "BILLING_MANAGE", "INVOICES_PAY"]
         assert by_email[DEV] == ["SERVICES_READ", "TICKETS_READ", "TICKETS_WRITE"]
 
 

@@ -31,7 +31,7 @@ EVERY = frozenset(Permission)
 
 # DESIGN §1, "Permission vocabulary".
 BILLING = frozenset({P.INVOICES_READ, P.CREDITS_READ, P.CREDITS_PURCHASE, P.CREDITS_TRANSFER,
-                     P.BILLING_MANAGE})
+                     P.BILLING_MANAGE, P.INVOICES_PAY})
 TECHNICAL = frozenset({P.SERVICES_READ, P.TICKETS_READ, P.TICKETS_WRITE})
 # DESIGN §1: scope(MANAGEMENT) = technical family ∪ {PROFILE_MANAGE, CONTACTS_READ, EMAILS_READ};
 # scope(BILLING) = billing family; CONTACTS_MANAGE, LINKS_MANAGE and AUDIT_READ never flow.
@@ -123,6 +123,7 @@ def test_billing_scope_of_a_full_grant() -> None:
     effective = compute_effective({HEAD: EVERY}, group(LinkKind.BILLING, HEAD, MEMBER))
     assert effective[MEMBER] == {
         P.INVOICES_READ, P.CREDITS_READ, P.CREDITS_PURCHASE, P.CREDITS_TRANSFER, P.BILLING_MANAGE,
+        P.INVOICES_PAY,
     }
 
 
