@@ -386,6 +386,9 @@ class _Plan:
         )
         yield "link_members", ("id", "group_id", "kind", "account_id", "is_head", "friendly_name",
                                "linked_at", "linked_via"), self._link_members()
+        # Every member's open period, as a link writes it (resolvers/links.py).
+        yield "link_periods", ("id", "kind", "account_id", "group_id", "head_account_id",
+                               "valid_from"), self._link_periods()
         yield "services", ("id", "account_id", "name", "kind", "status", "monthly_price",
                            "currency", "created_at"), self._services()
         yield "contacts", ("id", "account_id", "name", "email", "phone", "is_billing_contact",
@@ -395,13 +398,17 @@ class _Plan:
         del ledger
         invoices: list[tuple[Any, ...]] = []
         lines: list[tuple[Any, ...]] = []
-        self._invoices(invoices, lines)
+        payments: list[tuple[Any, ...]] = []
+        self._invoices(invoices, lines, payments)
         yield "invoices", ("id", "number", "payer_account_id", "period_start", "period_end",
                            "issued_at", "due_at", "status", "currency", "subtotal", "tax", "total",
                            "bill_to_name", "bill_to_email", "bill_to_city", "bill_to_country",
-                           "created_at"), invoices
+                           "payer_number", "payer_name", "tax_rate_basis_points", "amount_paid",
+                           "paid_at", "created_at"), invoices
         yield "invoice_lines", ("id", "invoice_id", "account_id", "description", "quantity",
-                                "unit_price", "amount"), lines
+                                "unit_price", "amount", "account_number", "account_name"), lines
+        yield "payments", ("id", "invoice_id", "kind", "status", "amount", "currency",
+                           "settled_at", "created_at"), payments
         tickets: list[tuple[Any, ...]] = []
         messages: list[tuple[Any, ...]] = []
         self._tickets(tickets, messages)
@@ -420,6 +427,13 @@ class _Plan:
                 n += 1
                 yield (n, group_id, kind, member.id, False, f"Site {offset + 1}", START,
                        "SAME_OWNER")
+
+    def _link_periods(self) -> Iterator[tuple[Any, ...]]:
+        n = 0
+        for group_id, kind, _, head, members in self.groups:
+            for member in members:
+                n += 1
+                yield (n, kind, member.id, group_id, head.id, START)
 
     def _services(self) -> Iterator[tuple[Any, ...]]:
         n = 0
@@ -459,8 +473,10 @@ class _Plan:
             a.balance += delta
             yield (n, a.id, kind, delta, a.balance, actor, note, START + step * n)
 
-    def _invoices(self, invoices: list[tuple[Any, ...]], lines: list[tuple[Any, ...]]) -> None:
-        """Monthly invoices, the newest unpaid; an account's invoices are its last months."""
+    def _invoices(self, invoices: list[tuple[Any, ...]], lines: list[tuple[Any, ...]],
+                  payments: list[tuple[Any, ...]]) -> None:
+        """Monthly invoices, the newest unpaid; an account's invoices are its last months. A
+        paid one has one offline payment of its total (``amount_paid`` is their sum)."""
         months = max((a.invoices for a in self.accounts), default=0)
         events = [(months - a.invoices + k, self.rng.random(), a) for a in self.accounts
                   for k in range(a.invoices)]
@@ -474,14 +490,20 @@ class _Plan:
                 line_id += 1
                 amount = 1000 * (1 + k)
                 subtotal += amount
-                lines.append((line_id, n, a.id, f"Service fee {k}", 1 + k, 1000, amount))
+                lines.append((line_id, n, a.id, f"Service fee {k}", 1 + k, 1000, amount,
+                              a.number, a.name))
             tax = subtotal * 21 // 100
+            paid = month != months - 1
+            paid_at = issued + timedelta(days=10) if paid else None
             invoices.append((
                 n, f"INV-{n:08d}", a.id, period, period + timedelta(days=27), issued,
-                issued + timedelta(days=14), "UNPAID" if month == months - 1 else "PAID", "EUR",
+                issued + timedelta(days=14), "PAID" if paid else "UNPAID", "EUR",
                 subtotal, tax, subtotal + tax, a.name, f"ap.{a.id}@bench.example", "Rotterdam",
-                "NL", issued,
+                "NL", a.number, a.name, 2100, subtotal + tax if paid else 0, paid_at, issued,
             ))
+            if paid:
+                payments.append((len(payments) + 1, n, "OFFLINE", "SUCCEEDED", subtotal + tax,
+                                 "EUR", paid_at, paid_at))
 
     def _tickets(self, tickets: list[tuple[Any, ...]], messages: list[tuple[Any, ...]]) -> None:
         events = self._interleaved("tickets")

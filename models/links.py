@@ -69,7 +69,10 @@ class LinkPeriod(IdMixin, Base):
     """
 
     __tablename__ = "link_periods"
-    __table_args__ = (Index("ix_link_periods_account", "kind", "account_id", "valid_from"),)
+    __table_args__ = (
+        Index("ix_link_periods_account", "kind", "account_id", "valid_from"),
+        Index("ix_link_periods_head", "kind", "head_account_id", "valid_from"),
+    )
 
     kind: Mapped[LinkKind] = mapped_column(enum_column(LinkKind))
     account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))

@@ -4,7 +4,10 @@
 
 1. charges the monthly fee of every service that is ACTIVE now and existed on the first day
    of the period (full months only), once per service and period (a unique constraint too);
-   the payer is the head of the account's BILLING group as the links stand at the run;
+   the payer is the head of the account's BILLING group when the month began (00:00 UTC on
+   its first day), read from the link periods, never from the links at the run: a link made
+   mid-month pays from the next full month on, and a month an unlink happened in stays with
+   the old head (DESIGN §1 "The payer of a charge");
 2. turns every uninvoiced charge of the period into invoices: one per payer (a BILLING group's
    head, with lines from every member, each naming its source account; or an account outside
    any group) and currency. Each charge is invoiced exactly once, so a second run of the same
@@ -25,11 +28,10 @@ import calendar
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from auth.permissions import Permission
 from auth.policy import AccessMap
@@ -37,11 +39,11 @@ from auth.principals import Principal
 from models.accounts import Account
 from models.billing import Charge, ChargeKind, Invoice, InvoiceLine, InvoiceStatus
 from models.contacts import Contact, EmailPreference
-from models.links import LinkKind, LinkMember
 from models.services import Service, ServiceStatus
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
+from resolvers.charges import billing_payers_at
 from resolvers.database import begin_write
 from resolvers.ledger import lock_accounts
 from resolvers.outbox import queue_email
@@ -60,6 +62,11 @@ class Period:
     name: str  # "YYYY-MM"
     start: date
     end: date
+
+    @property
+    def begins(self) -> datetime:
+        """00:00 UTC on the first day: the moment whose payer owes the month's fees."""
+        return datetime.combine(self.start, time.min, timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -97,17 +104,6 @@ async def _serialize_runs(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INVOICE_RUN_LOCK})
 
 
-async def _billing_heads(session: AsyncSession) -> dict[int, tuple[int, int]]:
-    """account id → (head account id, group id) for every BILLING group member and head."""
-    place, head = aliased(LinkMember), aliased(LinkMember)
-    rows = (await session.execute(
-        select(place.account_id, head.account_id, place.group_id)
-        .join(head, (head.group_id == place.group_id) & head.is_head)
-        .where(place.kind == LinkKind.BILLING)
-    )).all()
-    return {int(account): (int(head_id), int(group)) for account, head_id, group in rows}
-
-
 async def _charge_service_fees(session: AsyncSession, period: Period) -> int:
     already = set((await session.scalars(
         select(Charge.service_id).where(Charge.period == period.name, Charge.service_id.is_not(None))
@@ -115,13 +111,14 @@ async def _charge_service_fees(session: AsyncSession, period: Period) -> int:
     services = (await session.scalars(
         select(Service).where(Service.status == ServiceStatus.ACTIVE).order_by(Service.id)
     )).all()
-    heads = await _billing_heads(session)
+    # Every account's payer when the month began: one query, whatever the number of services.
+    payers = await billing_payers_at(session, period.begins)
     charged = 0
     now = datetime.now(timezone.utc)
     for service in services:
         if service.id in already or service.created_at.date() > period.start:
             continue
-        payer, group = heads.get(service.account_id, (service.account_id, None))
+        payer, group = payers.get(service.account_id, (service.account_id, None))
         session.add(Charge(
             account_id=service.account_id, payer_account_id=payer, billing_group_id=group,
             kind=ChargeKind.SERVICE_FEE, period=period.name,

@@ -5,6 +5,10 @@ head has a row too), so per kind an account stands in at most one group and chai
 form. The code re-checks them first to answer with a ``userError`` instead of a failed insert;
 the unique index still decides between two concurrent links.
 
+``link_members`` is how things stand; ``link_periods`` is how they stood: every member row
+(never a head's) has one open period, opened with it and closed when it is deleted, in the same
+transaction, so the payer of a charge can be read for any moment (``resolvers.charges``).
+
 A proof of control is the account's enrollment token or its owner's sign-in: email, password
 and, when the owner has two-factor sign-in on, a second factor too, so a link never asks for
 less than signing in would. Wrong owner credentials also count as failed sign-ins of that
@@ -15,8 +19,9 @@ link made with a proof is told to the linked account's owner by security mail.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +33,8 @@ from auth.policy import AccessMap
 from auth.principals import Principal
 from auth.throttle import FailureThrottle, ThrottleSettings
 from models.accounts import Account, AccountStatus
-from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod
+from models.base import utcnow
+from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
@@ -257,9 +263,10 @@ async def link_account(
             assert group is not None
         member = LinkMember(
             group_id=group.id, kind=kind, account_id=target.id, is_head=False,
-            friendly_name=friendly, linked_via=method,
+            friendly_name=friendly, linked_via=method, linked_at=utcnow(),
         )
         session.add(member)
+        _open_period(session, member, head_account_id=head.id)
         await session.flush()
     except IntegrityError:
         # A concurrent link won the unique (kind, account_id) index.
@@ -278,6 +285,26 @@ async def link_account(
                       group_id=group.id)
     await session.commit()
     return Linked(group=group, head_account_id=head.id, member=member)
+
+
+def _open_period(session: AsyncSession, member: LinkMember, *, head_account_id: int) -> None:
+    """The member's stretch under ``head_account_id``, from its ``linked_at``. A head has none:
+    it pays for itself."""
+    session.add(LinkPeriod(
+        kind=member.kind, account_id=member.account_id, group_id=member.group_id,
+        head_account_id=head_account_id, valid_from=member.linked_at,
+    ))
+
+
+async def _close_period(session: AsyncSession, group_id: int, account_id: int, at: datetime) -> None:
+    """Ends the member's open period at ``at``, with its ``link_members`` row: a charge made
+    from ``at`` on has the new payer, one made before keeps the old."""
+    await session.execute(
+        update(LinkPeriod).where(
+            LinkPeriod.group_id == group_id, LinkPeriod.account_id == account_id,
+            LinkPeriod.valid_to.is_(None),
+        ).values(valid_to=at).execution_options(synchronize_session=False)
+    )
 
 
 # How each proof is named in the owner's mail, and what to do if the owner did not link.
@@ -378,6 +405,7 @@ async def unlink_account(
         "account": numbers[account_id], "friendly_name": member.friendly_name,
         "linked_via": member.linked_via.value,
     }
+    await _close_period(session, group.id, account_id, utcnow())
     await session.execute(delete(LinkMember).where(LinkMember.id == member.id))
     remaining = await session.scalar(
         select(func.count()).select_from(LinkMember).where(
@@ -387,7 +415,8 @@ async def unlink_account(
     dissolved = not remaining
     if dissolved:
         # The head leaves too; the group row stays, so charges and invoices made while it
-        # existed keep pointing at it (their payer never changes).
+        # existed keep pointing at it (their payer never changes). A head has no period, and
+        # the last member's was closed above, so the group leaves none open.
         await session.execute(delete(LinkMember).where(LinkMember.id == head.id))
     for audited in (head.account_id, account_id):
         record_event(

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import (
     Account, CreditLedgerEntry, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod,
-    Membership, StaffRole, User,
+    LinkPeriod, Membership, StaffRole, User,
 )
+from models.base import utcnow
 from models.database import create_session_factory
 from schema.relay import encode_global_id
 from tests.conftest import token_for_user
@@ -73,8 +75,13 @@ async def grant(engine: AsyncEngine, user_id: int, account_id: int, permissions:
         await session.commit()
 
 
-async def link_billing(engine: AsyncEngine, head_id: int, member_ids: list[int]) -> int:
-    """A BILLING group headed by ``head_id``; returns the group id."""
+async def link_billing(
+    engine: AsyncEngine, head_id: int, member_ids: list[int], *, linked_at: datetime | None = None,
+) -> int:
+    """A BILLING group headed by ``head_id``, linked at ``linked_at`` (default now), with the
+    open link periods a link makes (``resolvers.links``); returns the group id. Backdate
+    ``linked_at`` to have the head pay for months before today."""
+    linked_at = linked_at or utcnow()
     async with create_session_factory(engine)() as session:
         group = LinkGroup(kind=LinkKind.BILLING, name=f"Billing group {uuid.uuid4().hex[:6]}")
         session.add(group)
@@ -82,9 +89,26 @@ async def link_billing(engine: AsyncEngine, head_id: int, member_ids: list[int])
         for account_id in [head_id, *member_ids]:
             session.add(LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=account_id,
                                    is_head=account_id == head_id, friendly_name=None,
-                                   linked_via=LinkMethod.SAME_OWNER))
+                                   linked_at=linked_at, linked_via=LinkMethod.SAME_OWNER))
+        session.add_all([
+            LinkPeriod(kind=LinkKind.BILLING, account_id=account_id, group_id=group.id,
+                       head_account_id=head_id, valid_from=linked_at)
+            for account_id in member_ids
+        ])
         await session.commit()
         return group.id
+
+
+async def unlink_billing(engine: AsyncEngine, group_id: int, member_id: int) -> None:
+    """Takes ``member_id`` out of the group as an unlink does: its period closes now and its
+    member row goes (the head's row stays: a test unlinking the last member leaves it)."""
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(LinkPeriod).where(
+            LinkPeriod.group_id == group_id, LinkPeriod.account_id == member_id,
+            LinkPeriod.valid_to.is_(None)).values(valid_to=utcnow()))
+        await session.execute(delete(LinkMember).where(LinkMember.group_id == group_id,
+                                                       LinkMember.account_id == member_id))
+        await session.commit()
 
 
 async def scalar(engine: AsyncEngine, statement: Any) -> Any:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import (
-    Account, AuditEvent, Charge, ChargeKind, CreditLedgerEntry, IdempotencyRecord, LinkMember,
+    Account, AuditEvent, Charge, ChargeKind, CreditLedgerEntry, IdempotencyRecord,
     Membership, StaffRole,
 )
 from models.database import create_session_factory
@@ -19,6 +19,7 @@ from resolvers.tunables import Tunables
 from schema.relay import encode_global_id
 from tests.billing_world import (
     balance_and_ledger_sum, grant, link_billing, seeded_customer, new_user, rows, scalar,
+    unlink_billing,
 )
 from tests.conftest import GraphQLClient
 
@@ -100,10 +101,7 @@ async def test_the_payer_of_a_charge_is_fixed_when_it_is_made(gql: GraphQLClient
     head, member = customer.account_ids
     group = await link_billing(engine, head, [member])
     await purchase(gql, customer.token, customer.gid(1), 10)
-    async with create_session_factory(engine)() as session:  # unlink the member
-        await session.execute(LinkMember.__table__.delete().where(LinkMember.group_id == group,
-                                                                  LinkMember.account_id == member))
-        await session.commit()
+    await unlink_billing(engine, group, member)
     await purchase(gql, customer.token, customer.gid(1), 20)
     charges = await rows(engine, select(Charge).where(Charge.account_id == member).order_by(Charge.id))
     assert [(c.quantity, c.payer_account_id, c.billing_group_id) for c in charges] == [

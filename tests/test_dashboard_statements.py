@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import (
     Account, AuthorKind, Contact, CreditLedgerEntry, Department, Invoice, InvoiceLine,
-    InvoiceStatus, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod, Service,
-    Ticket, TicketMessage, User,
+    InvoiceStatus, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod,
+    Payment, PaymentKind, PaymentStatus, Service, Ticket, TicketMessage, User,
 )
 from models.database import create_session_factory
 from tests.conftest import GraphQLClient, token_for_user
@@ -56,15 +56,19 @@ async def _owner_with_accounts(engine: AsyncEngine, count: int) -> str:
         ]
         session.add_all(accounts)
         await session.flush()
+        linked = datetime.now(timezone.utc)  # after the invoices: each account paid its own
         for head, member in zip(accounts[0::2], accounts[1::2]):
             group = LinkGroup(kind=LinkKind.BILLING, name=f"Group {head.number}")
             session.add(group)
             await session.flush()
             session.add_all([
                 LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=head.id,
-                           is_head=True, linked_via=LinkMethod.SAME_OWNER),
+                           is_head=True, linked_at=linked, linked_via=LinkMethod.SAME_OWNER),
                 LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=member.id,
-                           friendly_name="Branch", linked_via=LinkMethod.SAME_OWNER),
+                           friendly_name="Branch", linked_at=linked,
+                           linked_via=LinkMethod.SAME_OWNER),
+                LinkPeriod(kind=LinkKind.BILLING, account_id=member.id, group_id=group.id,
+                           head_account_id=head.id, valid_from=linked),
             ])
         for account in accounts:
             _children(session, account, tag)
@@ -79,7 +83,8 @@ async def _owner_with_accounts(engine: AsyncEngine, count: int) -> str:
             for invoice in await _invoices(session, account, tag):
                 session.add_all([
                     InvoiceLine(invoice_id=invoice.id, account_id=account.id, description="Fee",
-                                quantity=1, unit_price=100, amount=100)
+                                quantity=1, unit_price=100, amount=100,
+                                account_number=account.number, account_name=account.name)
                     for _ in range(2)
                 ])
         await session.commit()
@@ -117,11 +122,19 @@ async def _invoices(session: Any, account: Account, tag: str) -> list[Invoice]:
                 period_start=date(2026, 2, 1), period_end=date(2026, 2, 28),
                 issued_at=START + timedelta(days=n), due_at=START + timedelta(days=n + 14),
                 status=InvoiceStatus.PAID, currency="EUR", subtotal=200, tax=42, total=242,
-                bill_to_name="Dash", bill_to_email=f"dash-{tag}@example.com")
+                bill_to_name="Dash", bill_to_email=f"dash-{tag}@example.com",
+                payer_number=account.number, payer_name=account.name, tax_rate_basis_points=2100,
+                amount_paid=242, paid_at=START + timedelta(days=n + 1))
         for n in range(3)
     ]
     session.add_all(invoices)
     await session.flush()
+    # Paid: amount_paid is the sum of the invoice's succeeded payments.
+    session.add_all([
+        Payment(invoice_id=invoice.id, kind=PaymentKind.OFFLINE, status=PaymentStatus.SUCCEEDED,
+                amount=invoice.total, currency=invoice.currency, settled_at=invoice.paid_at)
+        for invoice in invoices
+    ])
     return invoices
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.download_tokens import issue_download_token
 from models import (
-    Charge, ChargeKind, Contact, Invoice, InvoiceLine, Membership, Notification, Service, ServiceStatus, User,
+    Account, Charge, ChargeKind, Contact, Invoice, InvoiceLine, Membership, Notification, Service, ServiceStatus, User,
 )
 from models.database import create_session_factory
 from resolvers.invoicing import parse_period, tax_on
@@ -68,12 +68,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TAX = Tunables().tax_rate_basis_points
 
 
+def midnight(day: date) -> datetime:
+    """00:00 UTC on ``day``."""
+    return datetime.combine(day, datetime.min.time(), timezone.utc)
+
+
 async def add_service(engine: AsyncEngine, account_id: int, name: str, price: int, created: date,
                       status: ServiceStatus = ServiceStatus.ACTIVE) -> None:
     async with create_session_factory(engine)() as session:
         session.add(Service(account_id=account_id, name=name, kind="hosting", status=status,
-                            monthly_price=price, currency="EUR",
-                            created_at=datetime.combine(created, datetime.min.time(), timezone.utc)))
+                            monthly_price=price, currency="EUR", created_at=midnight(created)))
         await session.commit()
 
 
@@ -110,8 +114,9 @@ async def billing_setup(gql: GraphQLClient, engine: AsyncEngine, period: str) ->
     """Head and member in a BILLING group, and a solo account, with fees and purchases."""
     customer = await seeded_customer(engine, accounts=3)
     head, member, solo = customer.account_ids
-    await link_billing(engine, head, [member])
     start = date.fromisoformat(f"{period}-01")
+    # Linked before the month began: its head pays the month (resolvers.invoicing, item 1).
+    await link_billing(engine, head, [member], linked_at=midnight(start - timedelta(days=40)))
     await add_service(engine, head, "Head hosting", 1000, start)
     await add_service(engine, member, "Member email", 333, start - timedelta(days=40))
     await add_service(engine, solo, "Solo VPS", 250, start)
@@ -201,10 +206,13 @@ async def test_numbers_continue_after_the_highest_of_the_month(
     await add_service(engine, customer.account_ids[1], "B", 100, date(2024, 4, 1))
     async with create_session_factory(engine)() as session:
         now = datetime.now(timezone.utc)
-        session.add(Invoice(number="INV-2024-04-000041", payer_account_id=customer.account_ids[0],
+        payer = await session.get(Account, customer.account_ids[0])
+        assert payer is not None
+        session.add(Invoice(number="INV-2024-04-000041", payer_account_id=payer.id,
                             period_start=date(2024, 4, 1), period_end=date(2024, 4, 30),
                             issued_at=now, due_at=now, currency="EUR", subtotal=0, tax=0, total=0,
-                            bill_to_name="Earlier", bill_to_email="earlier@example.com"))
+                            bill_to_name="Earlier", bill_to_email="earlier@example.com",
+                            payer_number=payer.number, payer_name=payer.name))
         await session.commit()
     payload = (await run(gql, tokens["finance"], period))["data"]["runInvoicing"]
     numbers = sorted(invoice["number"] for invoice in payload["invoices"])
@@ -378,8 +386,6 @@ async def test_download_url_returns_the_pdf(gql: GraphQLClient, engine: AsyncEng
 
 
 async def _number(engine: AsyncEngine, account_id: int) -> str:
-    from models import Account
-
     return str(await scalar(engine, select(Account.number).where(Account.id == account_id)))
 
 

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, make_url, pool
+from sqlalchemy import inspect, make_url, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -151,14 +151,10 @@ def test_identity_migration_keeps_every_sub_account(database_urls: list[str]) ->
     ]
 
     def seed(connection: Connection) -> None:
-        from sqlalchemy import text
-
         for statement in rows:
             connection.execute(text(statement))
 
     def read(connection: Connection) -> Any:
-        from sqlalchemy import text
-
         return (
             connection.execute(text("SELECT user_id, account_id, permissions FROM memberships")).all(),
             connection.execute(text("SELECT id, user_id FROM contacts")).all(),
@@ -196,3 +192,70 @@ def test_replicas_migrating_at_once_take_turns(empty_database: str) -> None:
     assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
     head = ScriptDirectory.from_config(alembic_config(empty_database)).get_current_head()
     assert current_revision(empty_database) == head
+
+
+def test_billing_migration_fills_snapshots_payments_and_link_periods(database_urls: list[str]) -> None:
+    """0003 (payments, invoice snapshots, link periods) on a database with data from 0002: the
+    issued invoices get their snapshots from the accounts and their tax rate from their own
+    tax and subtotal, a PAID one exactly one offline payment of its total, the standing link
+    one open period, and every account keeps its token digest, as version 1."""
+    url = database_urls[0]
+    upgrade_database(url, "0002")
+    now = "2026-11-01 10:00:00"
+    rows = [
+        f"INSERT INTO users (id, email, name, password_hash, token_version, created_at) VALUES "
+        f"(1, 'owner@mig.example', 'Owner', 'x', 1, '{now}')",
+        f"INSERT INTO accounts (id, number, name, status, owner_id, credit_balance, enrollment_token_hash, created_at) "
+        f"VALUES (1, 'ACC-HEAD', 'Head Ltd', 'ACTIVE', 1, 0, 'digest-1', '{now}'), "
+        f"(2, 'ACC-MEMBER', 'Member Ltd', 'ACTIVE', 1, 0, 'digest-2', '{now}')",
+        f"INSERT INTO link_groups (id, kind, name, created_at) VALUES (1, 'BILLING', 'Group', '{now}')",
+        "INSERT INTO link_members (id, group_id, kind, account_id, is_head, friendly_name, linked_at, linked_via) "
+        f"VALUES (1, 1, 'BILLING', 1, true, NULL, '{now}', 'SAME_OWNER'), "
+        f"(2, 1, 'BILLING', 2, false, 'Branch', '2026-11-02 09:30:00', 'SAME_OWNER')",
+        "INSERT INTO invoices (id, number, payer_account_id, link_group_id, period_start, period_end, "
+        "issued_at, due_at, status, currency, subtotal, tax, total, bill_to_name, bill_to_email, created_at) VALUES "
+        f"(1, 'INV-2026-09-000001', 1, NULL, '2026-09-01', '2026-09-30', '{now}', '{now}', 'PAID', 'EUR', "
+        f"1000, 210, 1210, 'Owner', 'owner@mig.example', '{now}'), "
+        f"(2, 'INV-2026-10-000001', 1, 1, '2026-10-01', '2026-10-31', '{now}', '{now}', 'UNPAID', 'EUR', "
+        f"333, 70, 403, 'Owner', 'owner@mig.example', '{now}')",
+        "INSERT INTO invoice_lines (id, invoice_id, account_id, charge_id, description, quantity, unit_price, amount) "
+        "VALUES (1, 1, 1, NULL, 'Hosting', 1, 1000, 1000), (2, 2, 1, NULL, 'Hosting', 1, 300, 300), "
+        "(3, 2, 2, NULL, 'Email', 1, 33, 33)",
+    ]
+
+    def seed(connection: Connection) -> None:
+        for statement in rows:
+            connection.execute(text(statement))
+
+    def read(connection: Connection) -> dict[str, Any]:
+        def all_of(query: str) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in connection.execute(text(query)).all()]
+
+        return {
+            "invoices": all_of(
+                "SELECT id, payer_number, payer_name, tax_rate_basis_points, amount_paid, "
+                "paid_at IS NOT NULL, status, seller_name FROM invoices ORDER BY id"),
+            "payments": all_of("SELECT invoice_id, kind, status, amount, currency FROM payments"),
+            "lines": all_of("SELECT id, account_number, account_name FROM invoice_lines ORDER BY id"),
+            "periods": all_of(
+                "SELECT p.kind, p.account_id, p.group_id, p.head_account_id, p.valid_to, "
+                "p.valid_from = m.linked_at FROM link_periods p "
+                "JOIN link_members m ON m.kind = p.kind AND m.account_id = p.account_id"),
+            "period_count": connection.execute(text("SELECT count(*) FROM link_periods")).scalar(),
+            "accounts": all_of(
+                "SELECT id, enrollment_token_hash, enrollment_token_version FROM accounts ORDER BY id"),
+        }
+
+    _run_sync(url, seed)
+    upgrade_database(url)
+    found = _run_sync(url, read)
+    assert found["invoices"] == [
+        (1, "ACC-HEAD", "Head Ltd", 2100, 1210, True, "PAID", None),
+        (2, "ACC-HEAD", "Head Ltd", 2102, 0, False, "UNPAID", None),  # 70 / 333 = 21.02%
+    ]
+    assert found["payments"] == [(1, "OFFLINE", "SUCCEEDED", 1210, "EUR")]
+    assert found["lines"] == [(1, "ACC-HEAD", "Head Ltd"), (2, "ACC-HEAD", "Head Ltd"),
+                              (3, "ACC-MEMBER", "Member Ltd")]
+    assert found["period_count"] == 1
+    assert found["periods"] == [("BILLING", 2, 1, 1, None, True)]
+    assert found["accounts"] == [(1, "digest-1", 1), (2, "digest-2", 1)]

@@ -212,7 +212,7 @@ def _missing_rows(tag: str, ids: dict[str, int]) -> list[Any]:
                 number=f"INV-MATRIX-{tag[:10]}-{index}", payer_account_id=account_id,
                 period_start=date(2026, 1, 1), period_end=date(2026, 1, 31), issued_at=at, due_at=at,
                 currency="EUR", subtotal=100, tax=21, total=121, bill_to_name="Matrix",
-                bill_to_email="m@test.example",
+                bill_to_email="m@test.example", payer_number=number, payer_name="Matrix",
             ))
     # The demo has no invitations at all: one on every target.
     for number in TARGETS.values():

@@ -20,7 +20,7 @@ from linkgate.app import create_app
 from linkgate.settings import Settings
 from models import (
     Account, Invoice, InvoiceLine, InvoiceStatus, LinkGroup, LinkKind, LinkMember, LinkMethod,
-    Membership, User,
+    LinkPeriod, Membership, User,
 )
 from models.database import create_session_factory
 from tests.conftest import GraphQLClient, client_for, token_for_user
@@ -75,11 +75,14 @@ async def _billed_account(engine: AsyncEngine, invoice_count: int) -> Billed:
         group = LinkGroup(kind=LinkKind.BILLING, name=f"Statements {tag}")
         session.add(group)
         await session.flush()
+        linked = datetime.now(timezone.utc)  # after the invoices: the member paid them itself
         session.add_all([
             LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=head.id,
-                       is_head=True, linked_via=LinkMethod.SAME_OWNER),
+                       is_head=True, linked_at=linked, linked_via=LinkMethod.SAME_OWNER),
             LinkMember(group_id=group.id, kind=LinkKind.BILLING, account_id=member.id,
-                       linked_via=LinkMethod.SAME_OWNER),
+                       linked_at=linked, linked_via=LinkMethod.SAME_OWNER),
+            LinkPeriod(kind=LinkKind.BILLING, account_id=member.id, group_id=group.id,
+                       head_account_id=head.id, valid_from=linked),
             Membership(user_id=clerk.id, account_id=head.id,
                        permissions=[Permission.INVOICES_READ.value]),
         ])
@@ -91,6 +94,7 @@ async def _billed_account(engine: AsyncEngine, invoice_count: int) -> Billed:
                 issued_at=issued + timedelta(hours=index), due_at=issued + timedelta(days=14),
                 status=InvoiceStatus.UNPAID, currency="EUR", subtotal=1000, tax=210, total=1210,
                 bill_to_name="Statements", bill_to_email=f"ap-{tag}@statements.example",
+                payer_number=member.number, payer_name=member.name,
             )
             for index in range(invoice_count)
         ]
@@ -98,7 +102,8 @@ async def _billed_account(engine: AsyncEngine, invoice_count: int) -> Billed:
         await session.flush()
         session.add_all([
             InvoiceLine(invoice_id=invoice.id, account_id=member.id, description=f"Line {line}",
-                        quantity=1, unit_price=500 + line, amount=500 + line)
+                        quantity=1, unit_price=500 + line, amount=500 + line,
+                        account_number=member.number, account_name=member.name)
             for index, invoice in enumerate(invoices)
             for line in range(1 + index % 2)
         ])

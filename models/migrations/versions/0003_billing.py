@@ -52,6 +52,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('link_periods', schema=None) as batch_op:
         batch_op.create_index('ix_link_periods_account', ['kind', 'account_id', 'valid_from'], unique=False)
+        batch_op.create_index('ix_link_periods_head', ['kind', 'head_account_id', 'valid_from'], unique=False)
 
     op.create_table('payment_methods',
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -225,6 +226,7 @@ def downgrade() -> None:
 
     op.drop_table('payment_methods')
     with op.batch_alter_table('link_periods', schema=None) as batch_op:
+        batch_op.drop_index('ix_link_periods_head')
         batch_op.drop_index('ix_link_periods_account')
 
     op.drop_table('link_periods')
