@@ -409,6 +409,9 @@ def create_app(
         tune_garbage_collection(settings.gc_young_threshold)
         yield
         await stop_delivery_loop(delivery)
+        close_gateway = getattr(payments, "aclose", None)
+        if close_gateway is not None:
+            await close_gateway()
         await engine.dispose()
         metrics.close()
         if tracing is not None:

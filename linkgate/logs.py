@@ -149,6 +149,8 @@ def logging_config(log_format: LogFormat = "text", level: LogLevel = "INFO") -> 
             "aiosqlite": {"level": "WARNING"},
             # An HTTP client logs every URL it calls at INFO, query string and all.
             "httpx": {"level": "WARNING"},
+            # Two INFO lines per API call, with request details: ours say what matters.
+            "stripe": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
             "asyncio": {"level": "WARNING"},
         },

@@ -296,16 +296,34 @@ async def settle_payment(
     actor: Principal | None, tunables: Tunables,
 ) -> Payment:
     """Record what the processor said about a pending payment, once; commits."""
+    payment, invoice = await _locked_payment(session, payment_id)
+    _settle(session, invoice, payment, outcome, actor=actor, tunables=tunables)
+    await session.commit()
+    return payment
+
+
+async def _locked_payment(session: AsyncSession, payment_id: int) -> tuple[Payment, Invoice]:
+    """The payment re-read under its invoice's lock (the one order every writer takes)."""
     payment = await session.get(Payment, payment_id)
     assert payment is not None
     invoice = await _locked_invoice(session, payment.invoice_id)
     payment = await session.get(Payment, payment_id, populate_existing=True)
     assert invoice is not None and payment is not None
-    if payment.status is not PaymentStatus.PENDING or outcome.status == "pending":
-        await session.commit()
-        return payment
-    now = datetime.now(timezone.utc)
+    return payment, invoice
+
+
+def _settle(
+    session: AsyncSession, invoice: Invoice, payment: Payment, outcome: ChargeOutcome, *,
+    actor: Principal | None, tunables: Tunables,
+) -> None:
+    """Only a PENDING payment moves, so a late or repeated answer changes nothing twice."""
+    if payment.status is not PaymentStatus.PENDING:
+        return
+    # Kept even while pending: a webhook finds the payment by it.
     payment.processor_ref = outcome.processor_ref or payment.processor_ref
+    if outcome.status == "pending":
+        return
+    now = datetime.now(timezone.utc)
     payment.settled_at = now
     if outcome.succeeded:
         payment.status = PaymentStatus.SUCCEEDED
@@ -318,8 +336,6 @@ async def settle_payment(
                      account_id=invoice.payer_account_id, target=("invoice", invoice.id),
                      after={"payment": payment.id, "amount": payment.amount,
                             "decline_code": payment.failure_code})
-    await session.commit()
-    return payment
 
 
 def _apply(
@@ -354,24 +370,42 @@ async def apply_gateway_event(
     session: AsyncSession, event: PaymentEvent, *, gateway: str, tunables: Tunables,
 ) -> bool:
     """A verified webhook event: settles its payment, once per event id. False if it was
-    seen before (processors deliver an event again until they get a 2xx)."""
+    seen before (processors deliver an event again until they get a 2xx).
+
+    The event id and the settlement commit together, so a crash between them cannot leave
+    the event marked as seen and the payment unsettled. The event must agree with the payment
+    it names (its invoice number, and its charge reference once known): another deployment
+    sharing the processor account cannot settle our payments."""
     await begin_write(session)
-    session.add(GatewayEvent(id=event.event_id[:100], gateway=gateway, type=event.type[:100]))
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        return False
     payment = None
     if event.payment_id is not None:
         payment = await session.get(Payment, event.payment_id)
     if payment is None and event.outcome.processor_ref:
         payment = await session.scalar(select(Payment).where(
             Payment.processor_ref == event.outcome.processor_ref))
-    await session.commit()  # the event id is kept even when it names no payment of ours
+    invoice = None
     if payment is not None and payment.kind is PaymentKind.CARD:
-        await settle_payment(session, payment.id, event.outcome, actor=None, tunables=tunables)
+        payment, invoice = await _locked_payment(session, payment.id)
+        if not _event_matches(event, payment, invoice):
+            payment = invoice = None
+    session.add(GatewayEvent(id=event.event_id[:100], gateway=gateway, type=event.type[:100]))
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        return False
+    if payment is not None and invoice is not None:
+        _settle(session, invoice, payment, event.outcome, actor=None, tunables=tunables)
+    await session.commit()  # the event id is kept even when it names no payment of ours
     return True
+
+
+def _event_matches(event: PaymentEvent, payment: Payment, invoice: Invoice) -> bool:
+    named = event.metadata.get("invoice")
+    if named is not None and named != invoice.number:
+        return False
+    reference = event.outcome.processor_ref
+    return payment.processor_ref is None or reference is None or payment.processor_ref == reference
 
 
 # -------------------------------------------------------------------------------- staff
