@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import (
-    Account, CreditLedgerEntry, LedgerEntryKind, LinkGroup, LinkKind, LinkMember, LinkMethod,
-    LinkPeriod, Membership, StaffRole, User,
+    Account, Charge, ChargeKind, CreditLedgerEntry, Invoice, LedgerEntryKind, LinkGroup, LinkKind,
+    LinkMember, LinkMethod, LinkPeriod, Membership, StaffRole, User,
 )
 from models.base import utcnow
 from models.database import create_session_factory
+from resolvers.invoicing import BillTo, Period, write_invoice
+from resolvers.tunables import Tunables
 from schema.relay import encode_global_id
 from tests.conftest import token_for_user
 
@@ -127,3 +129,27 @@ async def balance_and_ledger_sum(engine: AsyncEngine, account_id: int) -> tuple[
         total = await session.scalar(select(func.coalesce(func.sum(CreditLedgerEntry.delta), 0))
                                      .where(CreditLedgerEntry.account_id == account_id))
         return int(balance), int(total)
+
+
+async def issue_invoice(
+    engine: AsyncEngine, account_id: int, *, subtotal: int = 10_000,
+    bill_to_email: str = "ap-payments@example.com",
+) -> Invoice:
+    """An unpaid invoice of ``subtotal`` + 21 % tax for the account, made the one way invoices
+    are made (``write_invoice``), from one charge of a long-ended month no run touches."""
+    async with create_session_factory(engine)() as session:
+        payer = await session.get(Account, account_id)
+        assert payer is not None
+        now = datetime.now(timezone.utc)
+        charge = Charge(account_id=account_id, payer_account_id=account_id, kind=ChargeKind.CREDIT_PURCHASE,
+                        period="2019-01", description="Prepaid credits", quantity=1, unit_price=subtotal,
+                        amount=subtotal, currency="EUR", created_at=now)
+        session.add(charge)
+        await session.flush()
+        invoice = await write_invoice(
+            session, payer=payer, charges=[charge], number=f"INV-T-{uuid.uuid4().hex[:12].upper()}",
+            period=Period("2019-01", date(2019, 1, 1), date(2019, 1, 31)),
+            bill_to=BillTo("Accounts Payable", bill_to_email), issued_at=now, tunables=Tunables(),
+        )
+        await session.commit()
+        return invoice

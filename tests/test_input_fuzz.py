@@ -73,8 +73,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from schema import print_schema_sdl
-from schema.relay import decode_global_id
+from schema.relay import decode_global_id, encode_global_id
 from tests import strings
+from tests.billing_world import issue_invoice
 from tests.conftest import GraphQLClient, client_for
 from tests.customers import (
     PASSWORD, add_contact, emailed_token, new_sub_account, register, sign_up_and_confirm, unique_email,
@@ -301,6 +302,10 @@ SPECIFIC: dict[str, Callable[[Any], Any]] = {
     "ResetPasswordInput.token": lambda ctx: ctx["reset_token"],
     "SetSubAccountPermissionsInput.userId": lambda ctx: ctx["sub_user_id"],
     "InvoiceFilter.number": lambda ctx: "INV",
+    "AddPaymentMethodInput.token": lambda ctx: "tok_visa",
+    # Required there: each case is a new attempt (a replayed key would answer from the first).
+    "PayInvoiceInput.idempotencyKey": lambda ctx: "fuzz-pay",
+    "PayInvoiceInput.invoiceId": lambda ctx: ctx["payable_invoice_id"],
 }
 BY_NAME: dict[str, Callable[[Any], Any]] = {
     "accountId": lambda ctx: ctx["account_id"],
@@ -346,6 +351,10 @@ BY_NAME: dict[str, Callable[[Any], Any]] = {
     "period": lambda ctx: "1999-01",  # ended long ago, before any charge: invoices nothing
     "permissions": lambda ctx: "TICKETS_READ",
     "enabled": lambda ctx: True,
+    "paymentMethodId": lambda ctx: ctx["payment_method_id"],
+    "amount": lambda ctx: 1,
+    "reference": lambda ctx: "Fuzz transfer reference",
+    "reason": lambda ctx: "Fuzz void reason",
     # Optional and better left out of a baseline (a cursor, a replay key, a one-time code).
     "after": lambda ctx: MISSING,
     "idempotencyKey": lambda ctx: MISSING,
@@ -698,6 +707,8 @@ MUTATE = {
     "activateSubAccount": """mutation($input: ActivateSubAccountInput!) { activateSubAccount(input: $input) {
         invitation { id } userErrors { code } } }""",
     "signUp": """mutation($input: SignUpInput!) { signUp(input: $input) { ok userErrors { code } } }""",
+    "addPaymentMethod": """mutation($input: AddPaymentMethodInput!) { addPaymentMethod(input: $input) {
+        paymentMethod { id } userErrors { code } } }""",
     "requestPasswordReset": """mutation($input: RequestPasswordResetInput!) {
         requestPasswordReset(input: $input) { ok } }""",
 }
@@ -743,6 +754,11 @@ async def customer_ctx(gql: GraphQLClient, keys: set[str]) -> Ctx:
                                                    "permissions": ["TICKETS_READ"]})
         ctx["invitation_id"] = invited["invitation"]["id"]
         ctx["invitation_token"] = await emailed_token(gql.engine, contact["email"], "accept-invitation")
+    if keys & {"payment_method_id", "payable_invoice_id"}:
+        added = await run("addPaymentMethod", {"accountId": ctx["account_id"], "token": "tok_visa"})
+        ctx["payment_method_id"] = added["paymentMethod"]["id"]
+        invoice = await issue_invoice(gql.engine, decode_global_id(ctx["account_id"])[1])
+        ctx["payable_invoice_id"] = encode_global_id("Invoice", invoice.id)
     if "sub_user_id" in keys:
         sub = await new_sub_account(gql, token, ctx["account_id"], ["TICKETS_READ"])
         ctx["sub_user_id"] = sub.user_id

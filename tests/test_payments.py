@@ -5,7 +5,7 @@ the right and a forged token can do with each (issue 13, part 1)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from linkgate.app import create_app
 from linkgate.settings import Settings
-from models import AuditEvent, Charge, ChargeKind, Notification, Payment, PaymentStatus
-from models.accounts import Account
+from models import AuditEvent, Notification, Payment, PaymentStatus
 from models.database import create_session_factory
-from resolvers.invoicing import BillTo, Period, write_invoice
-from resolvers.tunables import Tunables
 from schema.relay import encode_global_id
+from tests import billing_world
 from tests.conftest import GraphQLClient, client_for
 from tests.customers import Customer, audit_actions, new_customer, new_sub_account, pk
 
@@ -79,25 +77,9 @@ query($n: String!) { viewer { account(number: $n) { paymentMethods { id brand la
 
 
 async def issue_invoice(engine: AsyncEngine, account_id: int, amount: int = 10_000) -> str:
-    """An unpaid invoice of ``amount`` + tax for the account, made the way the run makes one;
-    its global ID."""
-    async with create_session_factory(engine)() as session:
-        payer = await session.get(Account, account_id)
-        assert payer is not None
-        now = datetime.now(timezone.utc)
-        charge = Charge(account_id=account_id, payer_account_id=account_id, kind=ChargeKind.CREDIT_PURCHASE,
-                        period="2026-01", description="Prepaid credits", quantity=1, unit_price=amount,
-                        amount=amount, currency="EUR", created_at=now)
-        session.add(charge)
-        await session.flush()
-        invoice = await write_invoice(
-            session, payer=payer, charges=[charge], number=f"INV-T-{uuid.uuid4().hex[:12].upper()}",
-            period=Period("2026-01", date(2026, 1, 1), date(2026, 1, 31)),
-            bill_to=BillTo("Accounts Payable", "ap-payments@example.com"), issued_at=now,
-            tunables=Tunables(),
-        )
-        await session.commit()
-        return encode_global_id("Invoice", invoice.id)
+    """An unpaid invoice of ``amount`` + 21 % tax for the account; its global ID."""
+    invoice = await billing_world.issue_invoice(engine, account_id, subtotal=amount)
+    return encode_global_id("Invoice", invoice.id)
 
 
 async def add_card(gql: GraphQLClient, token: str, account_id: str, card: str = "tok_visa") -> dict[str, Any]:

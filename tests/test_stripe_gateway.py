@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,14 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from linkgate.app import create_app
 from linkgate.settings import Settings
 from linkgate.stripe_gateway import StripeGateway
-from models import Account, Invoice
+from models import Invoice
 from models.audit import AuditEvent
 from models.database import create_session_factory
 from models.payments import GatewayEvent, Payment, PaymentMethod, PaymentStatus
 from resolvers.payment_gateway import CardRejected, GatewayUnavailable
 from resolvers.payments import processor_key
 from schema.relay import decode_global_id, encode_global_id
-from tests.billing_world import SeededCustomer, grant, new_user, seeded_customer
+from tests.billing_world import SeededCustomer, grant, issue_invoice, new_user, seeded_customer
 from tests.conftest import TEST_SECRET, GraphQLClient, client_for
 from tests.stripe_stub import StripeStub, running_stub
 
@@ -97,33 +96,12 @@ class Billed:
         return encode_global_id("Invoice", self.invoice_id)
 
 
-async def issue_invoice(
-    engine: AsyncEngine, account_id: int, *, total: int = TOTAL, email: str
-) -> tuple[int, str, str]:
-    """An unpaid invoice for ``account_id``, written directly (the invoice run is tested
-    elsewhere; here only paying it matters)."""
-    async with create_session_factory(engine)() as session:
-        account = await session.get(Account, account_id)
-        assert account is not None
-        now = datetime.now(timezone.utc)
-        tax = total - round(total / 1.21)
-        invoice = Invoice(
-            number=f"INV-S{uuid.uuid4().hex[:12].upper()}", payer_account_id=account_id,
-            period_start=date(2019, 1, 1), period_end=date(2019, 1, 31), issued_at=now,
-            due_at=now + timedelta(days=14), currency="EUR", subtotal=total - tax, tax=tax,
-            total=total, bill_to_name=account.name, bill_to_email=email, payer_number=account.number,
-            payer_name=account.name, tax_rate_basis_points=2100,
-        )
-        session.add(invoice)
-        await session.commit()
-        return invoice.id, invoice.number, account.number
-
-
 async def billed(engine: AsyncEngine, *, accounts: int = 1, total: int = TOTAL) -> Billed:
     customer = await seeded_customer(engine, accounts=accounts)
-    invoice_id, number, account_number = await issue_invoice(
-        engine, customer.account_ids[0], total=total, email=customer.email)
-    return Billed(customer, invoice_id, number, account_number)
+    invoice = await issue_invoice(engine, customer.account_ids[0], subtotal=round(total / 1.21),
+                                  bill_to_email=customer.email)
+    assert invoice.total == total
+    return Billed(customer, invoice.id, invoice.number, invoice.payer_number)
 
 
 async def add_card(shop: GraphQLClient, token: str, account: str, card: str) -> dict[str, Any]:
