@@ -241,13 +241,23 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
 
 
 def cmd_send_notifications(args: argparse.Namespace) -> int:
-    """Deliver the outbox once; exit 1 when some message failed (it stays queued)."""
+    """Deliver the outbox once; exit 1 when some message failed (it stays queued).
+
+    Sending needs LINKGATE_SECRET_KEY (outside demo mode): invoice emails carry the invoice
+    PDF, which prints the account's enrollment token, derived from it. Only marking rows as
+    sent (no LINKGATE_SMTP_URL) renders nothing and needs no key."""
     from linkgate.notifications import smtp_server
     from models.database import create_engine, create_session_factory
     from resolvers.delivery import deliver_notifications
+    from resolvers.invoice_documents import Printing
 
     settings = _settings()  # a malformed LINKGATE_SMTP_URL is a configuration error there
     smtp = smtp_server(settings)
+    printing = Printing.of(settings.tunables())
+    if smtp is not None and not printing.enrollment_key:
+        _fail("configuration error: LINKGATE_SECRET_KEY: required to send mail (invoice PDFs "
+              "print the enrollment token derived from it); without LINKGATE_SMTP_URL rows "
+              "are only marked as sent")
 
     async def run() -> tuple[int, int, int]:
         engine = create_engine(settings.database_url)
@@ -255,6 +265,7 @@ def cmd_send_notifications(args: argparse.Namespace) -> int:
             report = await deliver_notifications(
                 create_session_factory(engine), smtp=smtp, sender=settings.mail_from,
                 max_attempts=settings.notification_max_attempts, limit=args.limit,
+                printing=printing,
             )
             return report.sent, report.failed, report.marked
         finally:

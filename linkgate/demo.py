@@ -52,6 +52,7 @@ from models.tickets import AuthorKind, Department, Ticket, TicketMessage, Ticket
 from models.users import StaffRole, User
 from linkgate.settings import DEMO_SELLER
 from resolvers.invoice_documents import money
+from resolvers.invoice_emails import issued_body, issued_subject
 from resolvers.invoicing import BillTo, Period, write_invoice
 from resolvers.tunables import Tunables
 
@@ -672,6 +673,12 @@ async def _issue_invoice(session: AsyncSession, seeded: _Seeded, payer: Account,
         session, payer=payer, charges=charges, number=f"INV-{period}-{sequence:06d}",
         period=_period(period), bill_to=bill_to, issued_at=issued_at, tunables=_DEFAULTS,
     )
+    invoice_readers = [c.email for c in contacts
+                       if EmailPreference.INVOICE.value in c.email_preferences]
+    # The email as the run writes it, before any payment (its "amount due" is the total).
+    seeded.notify(payer, [invoice.bill_to_email, *invoice_readers], EmailPreference.INVOICE,
+                  issued_subject(invoice.number), issued_body(invoice, public_url=_DEFAULTS.public_url),
+                  ("invoice", invoice.id), issued_at)
     void_reason = _VOID_INVOICES.get((payer.number, period))
     if void_reason is not None:
         invoice.status = InvoiceStatus.VOID
@@ -682,12 +689,6 @@ async def _issue_invoice(session: AsyncSession, seeded: _Seeded, payer: Account,
                            after={"status": "VOID", "reason": void_reason})
     elif (payer.number, period) not in _UNPAID_INVOICES:
         await _pay(session, seeded, payer, invoice, issued_at + timedelta(days=6))
-    invoice_readers = [c.email for c in contacts
-                       if EmailPreference.INVOICE.value in c.email_preferences]
-    seeded.notify(payer, [invoice.bill_to_email, *invoice_readers], EmailPreference.INVOICE,
-                  f"Invoice {invoice.number} is available",
-                  f"Invoice {invoice.number} for {period}: {invoice.total / 100:.2f} {CURRENCY}, "
-                  f"due {invoice.due_at:%Y-%m-%d}.", ("invoice", invoice.id), issued_at)
 
 
 async def _pay(session: AsyncSession, seeded: _Seeded, payer: Account, invoice: Any,

@@ -20,7 +20,7 @@ from auth.policy import load_access
 from auth.principals import principal_for
 from linkgate.context import token_settings
 from linkgate.settings import Settings
-from resolvers.invoice_documents import load_documents, render_pdf, render_zip
+from resolvers.invoice_documents import Printing, load_documents, render_pdf, render_zip
 
 ZIP_NAME = "invoices.zip"
 
@@ -29,6 +29,8 @@ def download_endpoint(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> Callable[[Request], Awaitable[Response]]:
     """The route's handler, bound to the app's settings and session factory."""
+    printing = Printing.of(settings.tunables())
+
     async def download(request: Request) -> Response:
         from linkgate.app import error_response
 
@@ -57,10 +59,10 @@ def download_endpoint(
             return error_response(400, error.code, error.message, **error.extensions)
         headers = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
         if len(documents) == 1:
-            body = await run_in_threadpool(render_pdf, documents[0])
+            body = await run_in_threadpool(render_pdf, documents[0], printing)
             headers["content-disposition"] = f'attachment; filename="{documents[0].filename}"'
             return Response(body, media_type="application/pdf", headers=headers)
-        body = await run_in_threadpool(render_zip, documents)
+        body = await run_in_threadpool(render_zip, documents, printing)
         headers["content-disposition"] = f'attachment; filename="{ZIP_NAME}"'
         return Response(body, media_type="application/zip", headers=headers)
 

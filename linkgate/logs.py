@@ -151,6 +151,8 @@ def logging_config(log_format: LogFormat = "text", level: LogLevel = "INFO") -> 
             "httpx": {"level": "WARNING"},
             # Two INFO lines per API call, with request details: ours say what matters.
             "stripe": {"level": "WARNING"},
+            # fontTools logs each step of subsetting an invoice PDF's fonts at INFO.
+            "fontTools": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
             "asyncio": {"level": "WARNING"},
         },

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from linkgate.settings import Settings
 from models.database import create_session_factory
 from resolvers.delivery import SmtpServer, run_delivery_loop
+from resolvers.invoice_documents import Printing
 
 
 def smtp_server(settings: Settings) -> SmtpServer | None:
@@ -24,6 +25,7 @@ def start_delivery_loop(settings: Settings, engine: AsyncEngine) -> asyncio.Task
         create_session_factory(engine), smtp=smtp_server(settings), sender=settings.mail_from,
         max_attempts=settings.notification_max_attempts,
         interval_seconds=settings.notification_interval_seconds,
+        printing=Printing.of(settings.tunables()),
     ), name="linkgate-notification-delivery")
 
 

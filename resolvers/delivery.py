@@ -13,17 +13,23 @@ worker waits and then sees the row as sent. A send that fails commits ``attempts
 back, so the row is retried too (the one window for a duplicate is a crash between the SMTP
 server accepting a message and the commit; the stable ``Message-ID`` lets mail systems drop it).
 Without SMTP configured, rows are only marked as sent, as DESIGN §1 asks.
+
+A message is the row's plain text, except an issued invoice's email (``resolvers/invoice_emails``):
+that one is text and HTML (the same text, rendered) as alternatives, with the invoice's PDF
+attached, rendered at send time from the invoice's snapshot. Other mail stays plain text: for
+security mail, plain links are the point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, parseaddr
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -33,6 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from models.base import utcnow
 from models.notifications import Notification
+from resolvers.invoice_documents import Printing, load_document, render_pdf
+from resolvers.invoice_emails import RELATED_TYPE, is_issued_email
+from resolvers.tunables import Tunables
 
 logger = logging.getLogger("linkgate.delivery")
 
@@ -99,19 +108,92 @@ class _Claimed:
     subject: str
     body: str
     attempts: int
+    category: str
+    related_type: str | None
+    related_id: int | None
 
 
-def build_message(claimed: _Claimed, sender: str) -> EmailMessage:
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # "maintype/subtype"
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Enclosures:
+    """What a message carries besides its plain text."""
+
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+# A URL in a body: up to whitespace, not ending in punctuation that closes a sentence.
+_URL = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
+
+
+def plain_to_html(body: str) -> str:
+    """The plain text as an HTML document: escaped, paragraphs at blank lines, links clickable.
+    Nothing is added: the HTML part says what the text part says."""
+    paragraphs = [part.strip("\n") for part in re.split(r"\n[ \t]*\n", body.strip()) if part.strip()]
+
+    def paragraph(text: str) -> str:
+        # URLs are found in the raw text, then every piece is escaped on its own.
+        pieces, last = [], 0
+        for url in _URL.finditer(text):
+            link = html.escape(url.group(0))
+            pieces += [html.escape(text[last:url.start()]), f'<a href="{link}">{link}</a>']
+            last = url.end()
+        pieces.append(html.escape(text[last:]))
+        return "<p>" + "".join(pieces).replace("\n", "<br>\n") + "</p>"
+
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        '<body style="font-family: Helvetica, Arial, sans-serif; font-size: 14px; line-height: 1.5; '
+        'color: #212529;">\n' + "\n".join(paragraph(part) for part in paragraphs) + "\n</body></html>\n"
+    )
+
+
+def message_id(notification_id: int, sender: str) -> str:
+    """The same for every attempt at one outbox row, so a copy re-sent after a crash is
+    recognised as the same message."""
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+        domain = "linkgate.invalid"
+    return f"<notification-{notification_id}@{domain}>"
+
+
+def build_message(claimed: _Claimed, sender: str, enclosures: Enclosures = Enclosures()) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = claimed.recipient
     message["Subject"] = claimed.subject
     message["Date"] = formatdate(localtime=False)
-    # Stable per outbox row: a re-sent copy carries the same Message-ID.
-    message["Message-ID"] = make_msgid(idstring=f"notification-{claimed.id}", domain="linkgate")
+    message["Message-ID"] = message_id(claimed.id, sender)
     message["X-Linkgate-Notification"] = str(claimed.id)
     message.set_content(claimed.body)
+    if enclosures.html is not None:
+        message.add_alternative(enclosures.html, subtype="html")
+    for attachment in enclosures.attachments:
+        maintype, subtype = attachment.content_type.split("/", 1)
+        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype,
+                               filename=attachment.filename)
     return message
+
+
+async def enclosures_for(session: AsyncSession, claimed: _Claimed, printing: Printing) -> Enclosures:
+    """An issued invoice's email gets its HTML part and the invoice PDF; any other row, none."""
+    if claimed.related_type != RELATED_TYPE or claimed.related_id is None:
+        return Enclosures()
+    document = await load_document(session, claimed.related_id)
+    if document is None or not is_issued_email(
+        category=claimed.category, subject=claimed.subject, related_type=claimed.related_type,
+        invoice=document.invoice,
+    ):
+        return Enclosures()
+    pdf = await asyncio.to_thread(render_pdf, document, printing)
+    return Enclosures(html=plain_to_html(claimed.body),
+                      attachments=(Attachment(document.filename, "application/pdf", pdf),))
 
 
 async def _claim_next(session: AsyncSession, *, after_id: int, max_attempts: int) -> _Claimed | None:
@@ -128,7 +210,8 @@ async def _claim_next(session: AsyncSession, *, after_id: int, max_attempts: int
     statement = (
         update(Notification).where(table.id == next_id)
         .values(attempts=table.attempts + 1)
-        .returning(table.id, table.recipient, table.subject, table.body, table.attempts)
+        .returning(table.id, table.recipient, table.subject, table.body, table.attempts,
+                   table.category, table.related_type, table.related_id)
     )
     row = (await session.execute(statement)).first()
     return None if row is None else _Claimed(*row)
@@ -150,12 +233,16 @@ async def deliver_notifications(
     sender: str,
     max_attempts: int = 10,
     limit: int | None = None,
+    printing: Printing | None = None,
 ) -> DeliveryReport:
     """Work through the unsent outbox once, oldest first; each row is tried at most once a run.
 
     Rows that failed ``max_attempts`` times stay in the outbox (unsent, with their last error)
-    but are no longer picked up automatically.
+    but are no longer picked up automatically. ``printing`` renders the invoice PDFs attached
+    to invoice emails; without it they print no enrollment token (``serve`` and
+    ``send-notifications`` pass the settings').
     """
+    printing = printing or Printing.of(Tunables())
     report = DeliveryReport()
     client: aiosmtplib.SMTP | None = None
     last_id = 0
@@ -174,6 +261,14 @@ async def deliver_notifications(
                     report.marked += 1
                     continue
                 try:
+                    enclosures = await enclosures_for(session, claimed, printing)
+                except Exception as error:  # one row that cannot be rendered must not stop the rest
+                    logger.exception("notification %s (attempt %s) not sent: its attachment "
+                                     "could not be made", claimed.id, claimed.attempts)
+                    await _finish(session, claimed, f"attachment: {type(error).__name__}: {error}")
+                    report.failed += 1
+                    continue
+                try:
                     if client is None:
                         client = aiosmtplib.SMTP(
                             hostname=smtp.hostname, port=smtp.port, username=smtp.username,
@@ -181,7 +276,7 @@ async def deliver_notifications(
                             timeout=30,
                         )
                         await client.connect()
-                    await client.send_message(build_message(claimed, sender))
+                    await client.send_message(build_message(claimed, sender, enclosures))
                 except (aiosmtplib.SMTPException, OSError) as error:
                     logger.warning("notification %s (attempt %s) not sent: %s",
                                    claimed.id, claimed.attempts, error)
@@ -208,13 +303,14 @@ async def run_delivery_loop(
     sender: str,
     max_attempts: int,
     interval_seconds: float,
+    printing: Printing | None = None,
 ) -> None:
     """The optional background loop of ``linkgate serve``: deliver, sleep, repeat, until
     cancelled. Every replica may run it; the per-row claims keep them from sending twice."""
     while True:
         try:
             report = await deliver_notifications(
-                sessions, smtp=smtp, sender=sender, max_attempts=max_attempts
+                sessions, smtp=smtp, sender=sender, max_attempts=max_attempts, printing=printing,
             )
             if report.sent or report.failed or report.marked:
                 logger.info("notification delivery: %s", report)

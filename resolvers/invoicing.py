@@ -45,8 +45,8 @@ from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.charges import billing_payers_at
 from resolvers.database import begin_write
+from resolvers.invoice_emails import queue_invoice_issued_email
 from resolvers.ledger import lock_accounts
-from resolvers.outbox import queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 
@@ -223,14 +223,8 @@ async def _issue(
         period=period, bill_to=bill_to, issued_at=now, tunables=tunables,
     )
     readers = [c.email for c in contacts if EmailPreference.INVOICE.value in c.email_preferences]
-    queue_email(
-        session, recipients=[bill_to.email, *readers], category=EmailPreference.INVOICE,
-        subject=f"Invoice {invoice.number} is available",
-        body=(f"Invoice {invoice.number} for {period.name}: "
-              f"{invoice.total // 100}.{invoice.total % 100:02d} {invoice.currency}, "
-              f"due {invoice.due_at:%Y-%m-%d}."),
-        account_id=payer.id, related=("invoice", invoice.id),
-    )
+    queue_invoice_issued_email(session, invoice=invoice, recipients=[bill_to.email, *readers],
+                               tunables=tunables)
     return invoice
 
 

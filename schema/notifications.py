@@ -17,6 +17,9 @@ class Notification(Node):
     category: str
     recipient: str
     subject: str
+    body: str = strawberry.field(
+        description="What was sent, as plain text (an invoice email also carried the invoice's PDF)."
+    )
     created_at: datetime
     sent_at: datetime | None
 
@@ -30,6 +33,6 @@ class Notification(Node):
             return None
         return cls(
             pk=row.id, account_id=row.account_id, category=row.category,
-            recipient=row.recipient, subject=row.subject, created_at=row.created_at,
+            recipient=row.recipient, subject=row.subject, body=row.body, created_at=row.created_at,
             sent_at=row.sent_at,
         )

@@ -25,7 +25,7 @@ from linkgate.migrations import upgrade_database
 from linkgate.settings import ConfigurationError, Settings, load_settings
 from models.database import create_engine, create_session_factory
 from models.notifications import Notification
-from resolvers.delivery import SmtpServer, deliver_notifications
+from resolvers.delivery import SmtpServer, deliver_notifications, message_id, plain_to_html
 from models.contacts import EmailPreference
 from resolvers.outbox import queue_email
 from tests.conftest import TEST_SECRET
@@ -118,7 +118,11 @@ async def test_each_queued_email_arrives_once_and_is_marked_sent(
     assert box.ids() == ids
     first = next(m for m in box.messages if m["To"] == "a@example.com")
     assert first["Subject"] == "Hello a@example.com" and first["From"] == SENDER
-    assert "A reply." in first.get_payload() and f"notification-{ids[0]}" in first["Message-ID"]
+    # Plain text alone (only an issued invoice's email has HTML and a PDF: test_invoice_emails).
+    assert not first.is_multipart() and first.get_content_type() == "text/plain"
+    assert "A reply." in first.get_payload()
+    # The same on every attempt at the row: a copy re-sent after a crash is recognisably one.
+    assert first["Message-ID"] == f"<notification-{ids[0]}@linkgate.example>"
     rows = await outbox(sessions)
     assert all(row.sent_at is not None and row.attempts == 1 and row.last_error is None for row in rows.values())
     # A second run has nothing to do: nothing is sent twice.
@@ -210,6 +214,32 @@ async def test_send_notifications_command(
     assert marked.returncode == 0 and "marked 1" in marked.stdout and len(box.messages) == 2
     bad = await asyncio.to_thread(run, ["send-notifications"], tmp_path, LINKGATE_SMTP_URL="http://x", **env)
     assert bad.returncode != 0 and "LINKGATE_SMTP_URL" in bad.stderr and "Traceback" not in bad.stderr
+    # Sending renders invoice PDFs, which print enrollment tokens: no key, no sending.
+    await queue(sessions, "d@example.com")
+    keyless = await asyncio.to_thread(run, ["send-notifications"], tmp_path,
+                                      LINKGATE_DATABASE_URL=outbox_url,
+                                      LINKGATE_SMTP_URL=f"smtp://127.0.0.1:{port}")
+    assert keyless.returncode == 2 and keyless.stderr.count("\n") == 1, keyless.stderr
+    assert "LINKGATE_SECRET_KEY" in keyless.stderr and len(box.messages) == 2
+
+
+def test_plain_text_as_html() -> None:
+    body = ('Hello <Zoë> & co,\n\nPay: https://x.example/invoices/INV-1?a=1&b=2.\nThanks\n\n'
+            '"https://x.example/q" <https://x.example/a>\n')
+    html = plain_to_html(body)
+    assert "<p>Hello &lt;Zoë&gt; &amp; co,</p>" in html
+    assert ('<p>Pay: <a href="https://x.example/invoices/INV-1?a=1&amp;b=2">'
+            'https://x.example/invoices/INV-1?a=1&amp;b=2</a>.<br>\nThanks</p>') in html
+    assert ('<p>&quot;<a href="https://x.example/q">https://x.example/q</a>&quot; '
+            '&lt;<a href="https://x.example/a">https://x.example/a</a>&gt;</p>') in html
+
+
+@pytest.mark.parametrize(("sender", "domain"), [
+    (SENDER, "linkgate.example"), ("bare@mail.example.com", "mail.example.com"),
+    ("Odd <odd@exämple.com>", "linkgate.invalid"),
+])
+def test_message_ids_are_one_per_outbox_row(sender: str, domain: str) -> None:
+    assert message_id(42, sender) == f"<notification-42@{domain}>"
 
 
 def test_smtp_urls() -> None:
