@@ -126,10 +126,11 @@ class FailureThrottle:
     async def _uncount(self, session: AsyncSession, *, pair: bool) -> None:
         settings = self.settings
         pair_bucket, client, *identity = self._buckets()
-        buckets = [(client, settings.client_max_failures),
+        # The order ``attempt`` counts in (pair, client, identity): concurrent attempts and
+        # uncounts of one bucket set take their row locks in one order, so never deadlock.
+        buckets = [*([(pair_bucket, settings.max_failures)] if pair else []),
+                   (client, settings.client_max_failures),
                    *[(bucket, settings.identity_max_failures) for bucket in identity]]
-        if pair:
-            buckets.append((pair_bucket, settings.max_failures))
         table = ThrottleBucket.__table__.c
         for (scope, key), limit in buckets:
             await session.execute(

@@ -8,10 +8,17 @@ To add a processor, implement ``PaymentGateway``:
 
 - ``add_card`` turns a token the browser got from the processor's own card form into a card
   on file. It raises ``CardRejected`` for a token the processor refuses.
-- ``charge`` takes money from a card on file. The ``idempotency_key`` is unique per payment
-  row: the processor must treat a repeat of a key as the same charge, so a retry after a
-  timeout can never charge twice. A decline is an outcome (``ChargeOutcome.declined``), not an
-  exception. ``GatewayUnavailable`` means the outcome is unknown (timeout, network, 5xx).
+- A charge is two calls, so that its reference is stored before any money can move:
+  ``open_charge`` creates it without taking money and returns the processor's reference (the
+  ``idempotency_key``, unique per payment row, makes a repeat return the same one);
+  ``confirm_charge`` takes the money. Confirming a charge that was already confirmed must
+  answer its outcome, never charge again: so no retry, however late, charges twice (Stripe
+  forgets idempotency keys after 24 hours; a stored reference it never forgets).
+- ``check_charge`` reads a charge's outcome without taking money (``unconfirmed`` if nobody
+  confirmed it); ``cancel_charge`` abandons an unconfirmed charge (and answers the real
+  outcome if it was confirmed after all). Both are how an abandoned attempt is settled.
+- A decline is an outcome (``ChargeOutcome.declined``), not an exception.
+  ``GatewayUnavailable`` means the outcome is unknown (timeout, network, 5xx).
 - ``read_webhook`` verifies a webhook delivery's signature and says what it reports, or
   ``None`` for event types the payment flow does not use. It raises ``InvalidWebhook`` for a
   delivery that is not from the processor.
@@ -35,7 +42,8 @@ class CardOnFile:
 
 @dataclass(frozen=True)
 class ChargeOutcome:
-    status: Literal["succeeded", "declined", "pending"]
+    # unconfirmed: opened, no money asked for yet; pending: asked for, no final answer yet.
+    status: Literal["succeeded", "declined", "pending", "unconfirmed"]
     processor_ref: str | None = None
     decline_code: str | None = None  # the processor's own, e.g. insufficient_funds
     message: str | None = None  # safe to show the customer
@@ -52,9 +60,15 @@ class PaymentEvent:
     event_id: str
     type: str
     outcome: ChargeOutcome
+    # What the processor says was charged; it must agree with the payment it names.
+    amount: int | None = None
+    currency: str | None = None
     # The payment row the charge was made for (the processor echoes it back as metadata).
     payment_id: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+ABANDONED_MESSAGE = "This attempt got no answer for too long and was cancelled; nothing was charged."
 
 
 class CardRejected(Exception):
@@ -81,10 +95,16 @@ class PaymentGateway(Protocol):
 
     async def remove_card(self, card: CardOnFile) -> None: ...
 
-    async def charge(
+    async def open_charge(
         self, *, card: CardOnFile, amount: int, currency: str, idempotency_key: str,
         description: str, metadata: dict[str, str],
-    ) -> ChargeOutcome: ...
+    ) -> str: ...
+
+    async def confirm_charge(self, *, reference: str, card: CardOnFile) -> ChargeOutcome: ...
+
+    async def check_charge(self, *, reference: str) -> ChargeOutcome: ...
+
+    async def cancel_charge(self, *, reference: str) -> ChargeOutcome: ...
 
     def read_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent | None: ...
 
@@ -101,10 +121,19 @@ class NoGateway:
     async def remove_card(self, card: CardOnFile) -> None:
         return None
 
-    async def charge(
+    async def open_charge(
         self, *, card: CardOnFile, amount: int, currency: str, idempotency_key: str,
         description: str, metadata: dict[str, str],
-    ) -> ChargeOutcome:
+    ) -> str:
+        raise GatewayUnavailable("no payment gateway is configured")
+
+    async def confirm_charge(self, *, reference: str, card: CardOnFile) -> ChargeOutcome:
+        raise GatewayUnavailable("no payment gateway is configured")
+
+    async def check_charge(self, *, reference: str) -> ChargeOutcome:
+        raise GatewayUnavailable("no payment gateway is configured")
+
+    async def cancel_charge(self, *, reference: str) -> ChargeOutcome:
         raise GatewayUnavailable("no payment gateway is configured")
 
     def read_webhook(self, payload: bytes, signature: str | None) -> PaymentEvent | None:

@@ -1,20 +1,27 @@
-"""Paying invoices: cards on file, card payments, offline payments, voiding (DESIGN §1 Payments).
+"""Paying invoices: card payments, offline payments, voiding (DESIGN §1 Payments).
 
-A card payment is three short steps, so no database transaction waits on the processor:
+A card payment is short steps, so no database transaction waits on the processor and no retry,
+however late, can charge twice:
 
 1. **claim** — with the invoice row locked, insert a ``PENDING`` payment of the amount due and
-   commit. A partial unique index allows one pending payment per invoice, so of two clicks
-   (on any replicas) exactly one claims it; the other is told ``PAYMENT_IN_PROGRESS``;
-2. **charge** — call the gateway with a key unique to that payment row, so a retry (after a
-   timeout, a crash, a second click later) is the same charge to the processor, never a new one;
-3. **settle** — with the invoice locked again, mark the payment ``SUCCEEDED`` (adding it to
-   the invoice, which is ``PAID`` once covered) or ``FAILED``, audit it and queue the email.
-   ``settle_payment`` is also what a processor's webhook calls; it only moves a payment out of
-   ``PENDING``, so a late or repeated confirmation changes nothing twice.
+   commit. A partial unique index allows one pending payment per invoice, so of any number of
+   clicks (on any replicas) exactly one claims it; the others are told ``PAYMENT_IN_PROGRESS``;
+2. **open** — ask the processor to create the charge, without taking money, under a key unique
+   to the payment row (``processor_key``), and store its reference on the row;
+3. **confirm** — ask the processor to take the money of that stored charge. Confirming a charge
+   that was confirmed before answers its outcome and charges nothing, so a retry after a
+   timeout, a crash or a week is safe;
+4. **settle** — with the invoice locked again, mark the payment ``SUCCEEDED`` (adding it to the
+   invoice, ``PAID`` once covered) or ``FAILED``, audit it and queue the email. ``_settle`` is
+   also what a webhook calls; it only moves a payment out of ``PENDING``, so a late or repeated
+   answer changes nothing twice.
 
-The client's ``idempotencyKey`` names its attempt: the same key returns that attempt's result,
-or drives it again while it is still pending. A payment left pending (no answer and no
-retry) may be driven again by any click after ``payment_pending_retry_seconds``.
+The client's ``idempotencyKey`` names its attempt (per invoice and user): the same key returns
+that attempt's result, or drives it on while it is pending. An attempt nobody drove for
+``payment_pending_retry_seconds`` is **abandoned**: the next click, or a staff action, asks the
+processor what became of it without ever charging it — settles it if it was paid, cancels it
+if it was never confirmed — and then goes on with its own card and key. So a card is only ever
+charged by the click that chose it, and never once it is removed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,20 +40,19 @@ from auth.principals import Principal
 from models.billing import Invoice, InvoiceStatus
 from models.contacts import EmailPreference
 from models.payments import GatewayEvent, Payment, PaymentKind, PaymentMethod, PaymentStatus
-from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.idempotency import clean_key
 from resolvers.invoice_documents import money
 from resolvers.outbox import queue_email
 from resolvers.payment_gateway import (
-    CardOnFile, CardRejected, ChargeOutcome, GatewayUnavailable, PaymentEvent, PaymentGateway,
+    ABANDONED_MESSAGE, ChargeOutcome, GatewayUnavailable, PaymentEvent, PaymentGateway,
 )
+from resolvers.payment_methods import PAYMENTS_UNAVAILABLE, card_of
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_optional_text
 
-MAX_PAYMENT_METHODS = 10
 MAX_REFERENCE = 200
 
 
@@ -57,89 +63,15 @@ class Paid:
     replayed: bool = False
 
 
-def card_of(method: PaymentMethod) -> CardOnFile:
-    return CardOnFile(processor_ref=method.processor_ref, brand=method.brand, last4=method.last4,
-                      exp_month=method.exp_month, exp_year=method.exp_year,
-                      customer_ref=method.processor_customer_ref)
-
-
 def _error(code: str, message: str, field: str | None = None) -> UserError:
     return UserError(message=message, code=code, field=[field] if field else None)
 
 
-UNAVAILABLE = _error("PAYMENTS_UNAVAILABLE", "Card payments are not available on this server.")
+IN_PROGRESS = _error("PAYMENT_IN_PROGRESS",
+                     "A payment of this invoice is already in progress; wait for its result.", "invoiceId")
+KEY_REUSED = _error("IDEMPOTENCY_KEY_REUSED",
+                    "This idempotency key was already used with different input.", "idempotencyKey")
 
-
-# ---------------------------------------------------------------------------------- cards
-
-async def add_payment_method(
-    session: AsyncSession, access: AccessMap, principal: Principal | None, *,
-    account_id: int, token: str, gateway: PaymentGateway,
-) -> PaymentMethod | list[UserError]:
-    """BILLING_MANAGE. ``token`` comes from the processor's card form: no card number ever
-    reaches the gateway server."""
-    account = await require_account(session, access, account_id, Permission.BILLING_MANAGE)
-    token = token.strip()
-    if not 1 <= len(token) <= 200 or not token.isprintable():
-        return [_error("INVALID_CARD_TOKEN", "The card token is 1 to 200 printable characters.", "token")]
-    methods = (await session.scalars(select(PaymentMethod).where(
-        PaymentMethod.account_id == account_id, PaymentMethod.removed_at.is_(None)))).all()
-    if len(methods) >= MAX_PAYMENT_METHODS:
-        return [_error("TOO_MANY_PAYMENT_METHODS",
-                       f"An account keeps at most {MAX_PAYMENT_METHODS} cards; remove one first.")]
-    customer = next((m.processor_customer_ref for m in methods if m.gateway == gateway.name), None)
-    # No transaction stays open while the processor is asked (commit ends this read-only one
-    # and, unlike a rollback, keeps the loaded rows readable).
-    await session.commit()
-    try:
-        card = await gateway.add_card(token=token, customer_ref=customer, account_number=account.number)
-    except CardRejected as refused:
-        return [_error(refused.code, refused.message, "token")]
-    except GatewayUnavailable:
-        if gateway.name == "none":
-            return [UNAVAILABLE]
-        return [_error("GATEWAY_UNAVAILABLE", "The card processor did not answer; try again.")]
-    await begin_write(session)
-    method = PaymentMethod(
-        account_id=account_id, gateway=gateway.name, brand=card.brand[:20], last4=card.last4[:4],
-        exp_month=card.exp_month, exp_year=card.exp_year, processor_ref=card.processor_ref,
-        processor_customer_ref=card.customer_ref,
-        added_by_user_id=principal.user_id if principal else None,
-    )
-    session.add(method)
-    await session.flush()
-    record_event(session, actor=principal, action="payment_method.added", account_id=account_id,
-                 target=("payment_method", method.id),
-                 after={"brand": method.brand, "last4": method.last4,
-                        "expires": f"{method.exp_month:02d}/{method.exp_year}"})
-    await session.commit()
-    return method
-
-
-async def remove_payment_method(
-    session: AsyncSession, access: AccessMap, principal: Principal | None, *,
-    payment_method_id: int, gateway: PaymentGateway,
-) -> PaymentMethod:
-    """BILLING_MANAGE on the card's account. Kept as a row (payments point at it), unusable."""
-    await begin_write(session)
-    method = await session.get(PaymentMethod, payment_method_id, with_for_update=True,
-                               populate_existing=True)
-    if method is None or method.removed_at is not None or not access.can_see(method.account_id):
-        raise NotFound("No such payment method.")
-    access.require(method.account_id, Permission.BILLING_MANAGE)
-    method.removed_at = datetime.now(timezone.utc)
-    record_event(session, actor=principal, action="payment_method.removed",
-                 account_id=method.account_id, target=("payment_method", method.id),
-                 before={"brand": method.brand, "last4": method.last4})
-    await session.commit()
-    try:
-        await gateway.remove_card(card_of(method))
-    except GatewayUnavailable:
-        pass  # removed here whatever the processor says: it can no longer be charged from here
-    return method
-
-
-# ------------------------------------------------------------------------------- invoices
 
 async def _locked_invoice(session: AsyncSession, invoice_id: int) -> Invoice | None:
     await begin_write(session)
@@ -149,17 +81,15 @@ async def _locked_invoice(session: AsyncSession, invoice_id: int) -> Invoice | N
 async def _readable_invoice(
     session: AsyncSession, access: AccessMap, invoice_id: int, permission: Permission
 ) -> Invoice:
-    """The locked invoice, if ``access`` may see its payer and holds ``permission`` there."""
-    invoice = await _locked_invoice(session, invoice_id)
+    """The invoice, locked, if ``access`` may see its payer and holds ``permission`` there.
+    The checks come first: an invoice the caller may not touch costs it no lock."""
+    invoice = await session.get(Invoice, invoice_id)
     if invoice is None or not access.can_see(invoice.payer_account_id):
-        await session.rollback()
         raise NotFound("No such invoice.")
-    try:
-        access.require(invoice.payer_account_id, permission)
-    except Exception:
-        await session.rollback()
-        raise
-    return invoice
+    access.require(invoice.payer_account_id, permission)
+    locked = await _locked_invoice(session, invoice_id)
+    assert locked is not None  # invoices are never deleted
+    return locked
 
 
 async def _pending_payment(session: AsyncSession, invoice_id: int) -> Payment | None:
@@ -183,35 +113,45 @@ def _outcome_error(payment: Payment) -> UserError:
         return _error("PAYMENT_PENDING",
                       "The card processor has not confirmed the payment yet. Retry with the same "
                       "idempotency key to ask again; the card is never charged twice.")
+    if payment.failure_code == ABANDONED_CODE:
+        return _error("PAYMENT_ABANDONED", payment.failure_message or ABANDONED_MESSAGE)
     return _error("CARD_DECLINED", payment.failure_message or "The card was declined.",
                   "paymentMethodId")
 
 
+ABANDONED_CODE = "abandoned"
+
+
+def _is_stale(payment: Payment, tunables: Tunables) -> bool:
+    age = datetime.now(timezone.utc) - payment.created_at
+    return age > timedelta(seconds=tunables.payment_pending_retry_seconds)
+
+
 async def pay_invoice(
-    session: AsyncSession, access: AccessMap, principal: Principal | None, *,
+    session: AsyncSession, access: AccessMap, principal: Principal, *,
     invoice_id: int, payment_method_id: int, idempotency_key: str, gateway: PaymentGateway,
     tunables: Tunables,
 ) -> Paid | list[UserError]:
     """INVOICES_PAY on the paying account: the amount due, charged to a card on file."""
+    invoice = await _readable_invoice(session, access, invoice_id, Permission.INVOICES_PAY)
     key = clean_key(idempotency_key)
     if isinstance(key, UserError) or key is None:
+        await session.rollback()
         return [key or _error("INVALID_IDEMPOTENCY_KEY", "An idempotency key is required.",
                               "idempotencyKey")]
-    invoice = await _readable_invoice(session, access, invoice_id, Permission.INVOICES_PAY)
     mine = await session.scalar(select(Payment).where(
         Payment.invoice_id == invoice_id, Payment.idempotency_key == key)
         .execution_options(populate_existing=True))
     if mine is not None:
-        if mine.payment_method_id != payment_method_id:
+        if mine.payment_method_id != payment_method_id or mine.actor_user_id != principal.user_id:
             await session.rollback()
-            return [_error("IDEMPOTENCY_KEY_REUSED",
-                           "This idempotency key was already used with different input.",
-                           "idempotencyKey")]
+            return [KEY_REUSED]
         if mine.status is not PaymentStatus.PENDING:
             await session.commit()  # nothing written; keeps ``invoice`` and ``mine`` readable
             if mine.status is PaymentStatus.SUCCEEDED:
                 return Paid(invoice=invoice, payment=mine, replayed=True)
             return [_outcome_error(mine)]
+        await session.commit()
         return await _drive(session, gateway, mine.id, tunables=tunables, actor=principal)
     refusal = _refusal(invoice)
     if refusal is not None:
@@ -219,7 +159,7 @@ async def pay_invoice(
         return [refusal]
     if gateway.name == "none":
         await session.rollback()
-        return [UNAVAILABLE]
+        return [PAYMENTS_UNAVAILABLE]
     method = await session.get(PaymentMethod, payment_method_id)
     if method is None or method.removed_at is not None or method.account_id != invoice.payer_account_id:
         await session.rollback()
@@ -233,18 +173,20 @@ async def pay_invoice(
                        "paymentMethodId")]
     pending = await _pending_payment(session, invoice_id)
     if pending is not None:
-        stale = pending.created_at < datetime.now(timezone.utc) - timedelta(
-            seconds=tunables.payment_pending_retry_seconds)
-        if not stale:
+        if not _is_stale(pending, tunables):
             await session.rollback()
-            return [_error("PAYMENT_IN_PROGRESS",
-                           "A payment of this invoice is already in progress; wait for its result.",
-                           "invoiceId")]
-        return await _drive(session, gateway, pending.id, tunables=tunables, actor=principal)
+            return [IN_PROGRESS]
+        await session.commit()
+        settled = await _resolve_abandoned(session, gateway, pending.id, tunables=tunables, actor=principal)
+        if settled is not None:
+            return [settled]
+        return await pay_invoice(session, access, principal, invoice_id=invoice_id,
+                                 payment_method_id=payment_method_id, idempotency_key=key,
+                                 gateway=gateway, tunables=tunables)
     payment = Payment(
         invoice_id=invoice_id, kind=PaymentKind.CARD, status=PaymentStatus.PENDING,
         amount=invoice.amount_due, currency=invoice.currency, payment_method_id=method.id,
-        idempotency_key=key, actor_user_id=principal.user_id if principal else None,
+        idempotency_key=key, actor_user_id=principal.user_id,
     )
     session.add(payment)
     try:
@@ -252,14 +194,12 @@ async def pay_invoice(
     except IntegrityError:
         # Another click (on any replica) claimed the invoice first.
         await session.rollback()
-        return [_error("PAYMENT_IN_PROGRESS",
-                       "A payment of this invoice is already in progress; wait for its result.",
-                       "invoiceId")]
+        return [IN_PROGRESS]
     return await _drive(session, gateway, payment.id, tunables=tunables, actor=principal)
 
 
 def processor_key(payment_id: int) -> str:
-    """The idempotency key the processor sees: one per payment row, for every retry of it."""
+    """The idempotency key the processor sees when the charge is opened: one per payment row."""
     return f"linkgate-payment-{payment_id}"
 
 
@@ -267,20 +207,30 @@ async def _drive(
     session: AsyncSession, gateway: PaymentGateway, payment_id: int, *,
     tunables: Tunables, actor: Principal | None,
 ) -> Paid | list[UserError]:
-    """Charge a pending payment (again: the processor key makes a repeat the same charge)."""
+    """Open (once) and confirm a pending payment for the click that made it. A card removed
+    since is never confirmed: the attempt is only checked."""
     payment = await session.get(Payment, payment_id, populate_existing=True)
     assert payment is not None and payment.payment_method_id is not None
     method = await session.get(PaymentMethod, payment.payment_method_id)
     invoice = await session.get(Invoice, payment.invoice_id)
     assert method is not None and invoice is not None
     await session.commit()  # nothing held while the processor works
+    card = card_of(method)
     try:
-        outcome = await gateway.charge(
-            card=card_of(method), amount=payment.amount, currency=payment.currency,
-            idempotency_key=processor_key(payment.id),
-            description=f"Invoice {invoice.number}",
-            metadata={"payment_id": str(payment.id), "invoice": invoice.number},
-        )
+        reference = payment.processor_ref
+        if reference is None:
+            reference = await gateway.open_charge(
+                card=card, amount=payment.amount, currency=payment.currency,
+                idempotency_key=processor_key(payment.id), description=f"Invoice {invoice.number}",
+                metadata={"payment_id": str(payment.id), "invoice": invoice.number},
+            )
+            await _remember_reference(session, payment.id, reference)
+        if method.removed_at is not None:
+            outcome = await gateway.check_charge(reference=reference)
+            if outcome.status == "unconfirmed":
+                outcome = await gateway.cancel_charge(reference=reference)
+        else:
+            outcome = await gateway.confirm_charge(reference=reference, card=card)
     except GatewayUnavailable:
         return [_outcome_error(payment)]
     settled = await settle_payment(session, payment.id, outcome, actor=actor, tunables=tunables)
@@ -289,6 +239,59 @@ async def _drive(
         assert invoice is not None
         return Paid(invoice=invoice, payment=settled)
     return [_outcome_error(settled)]
+
+
+async def _remember_reference(session: AsyncSession, payment_id: int, reference: str) -> None:
+    """Stored before any money can move, so every later step names this very charge."""
+    await begin_write(session)
+    await session.execute(update(Payment).where(Payment.id == payment_id, Payment.processor_ref.is_(None))
+                          .values(processor_ref=reference[:100]))
+    await session.commit()
+
+
+async def _resolve_abandoned(
+    session: AsyncSession, gateway: PaymentGateway, payment_id: int, *,
+    tunables: Tunables, actor: Principal | None,
+) -> UserError | None:
+    """Settle an abandoned attempt without charging it: paid → recorded as paid; never
+    confirmed → cancelled; no charge ever opened → nothing to ask. ``None`` when the invoice
+    is free again; otherwise why not (it was paid after all, or the charge is still running)."""
+    payment = await session.get(Payment, payment_id, populate_existing=True)
+    assert payment is not None
+    reference = payment.processor_ref
+    try:
+        if reference is None:
+            outcome = ChargeOutcome("declined", decline_code=ABANDONED_CODE, message=ABANDONED_MESSAGE)
+        else:
+            outcome = await gateway.check_charge(reference=reference)
+            if outcome.status == "unconfirmed":
+                outcome = await gateway.cancel_charge(reference=reference)
+    except GatewayUnavailable:
+        return IN_PROGRESS
+    if outcome.status == "declined" and outcome.decline_code is None:
+        outcome = ChargeOutcome("declined", processor_ref=outcome.processor_ref,
+                                decline_code=ABANDONED_CODE, message=ABANDONED_MESSAGE)
+    settled = await settle_payment(session, payment_id, outcome, actor=actor, tunables=tunables)
+    if settled.status is PaymentStatus.SUCCEEDED:
+        return _error("ALREADY_PAID", "The invoice was paid by an earlier attempt.", "invoiceId")
+    if settled.status is PaymentStatus.PENDING:
+        return IN_PROGRESS
+    return None
+
+
+async def _free_for_staff(
+    session: AsyncSession, gateway: PaymentGateway, invoice_id: int, *,
+    tunables: Tunables, actor: Principal,
+) -> UserError | None:
+    """Before staff record or void: an attempt in flight blocks them, an abandoned one is
+    resolved first (so nothing is paid twice and no invoice stays blocked for good)."""
+    pending = await _pending_payment(session, invoice_id)
+    if pending is None:
+        return None
+    if not _is_stale(pending, tunables):
+        return IN_PROGRESS
+    await session.commit()
+    return await _resolve_abandoned(session, gateway, pending.id, tunables=tunables, actor=actor)
 
 
 async def settle_payment(
@@ -401,46 +404,70 @@ async def apply_gateway_event(
 
 
 def _event_matches(event: PaymentEvent, payment: Payment, invoice: Invoice) -> bool:
-    named = event.metadata.get("invoice")
-    if named is not None and named != invoice.number:
+    """The charge's reference is stored before it can be confirmed (``_drive``), so an event
+    about our payment names exactly that reference, and the amount and currency we asked."""
+    if event.metadata.get("invoice", invoice.number) != invoice.number:
         return False
-    reference = event.outcome.processor_ref
-    return payment.processor_ref is None or reference is None or payment.processor_ref == reference
+    if payment.processor_ref is None or event.outcome.processor_ref != payment.processor_ref:
+        return False
+    if event.amount is not None and event.amount != payment.amount:
+        return False
+    return event.currency is None or event.currency.upper() == payment.currency
 
 
 # -------------------------------------------------------------------------------- staff
 
 async def record_payment(
     session: AsyncSession, access: AccessMap, principal: Principal | None, *,
-    invoice_id: int, amount: int, reference: str, tunables: Tunables,
+    invoice_id: int, amount: int, reference: str, idempotency_key: str | None,
+    gateway: PaymentGateway, tunables: Tunables,
 ) -> Paid | list[UserError]:
-    """Staff (BILLING or ADMIN): money received outside the card flow; parts add up."""
+    """Staff (BILLING or ADMIN): money received outside the card flow; parts add up. With an
+    idempotency key, a double submit records the money once."""
     staff = require_staff_role(principal, BILLING_STAFF_ROLES)
     cleaned = clean_optional_text(reference, field=["reference"], max_length=MAX_REFERENCE)
     if isinstance(cleaned, UserError):
         return [cleaned]
-    if not cleaned:
+    if not cleaned or not any(character.isalnum() for character in cleaned):
         return [_error("REFERENCE_REQUIRED", "Say where the money came from (e.g. the bank "
                        "transfer's reference).", "reference")]
+    key = clean_key(idempotency_key)
+    if isinstance(key, UserError):
+        return [key]
+    invoice = await _readable_invoice(session, access, invoice_id, Permission.INVOICES_READ)
+    if key is not None:
+        earlier = await session.scalar(select(Payment).where(
+            Payment.invoice_id == invoice_id, Payment.idempotency_key == key))
+        if earlier is not None:
+            same = (earlier.kind is PaymentKind.OFFLINE and earlier.amount == amount
+                    and earlier.reference == cleaned and earlier.actor_user_id == staff.user_id)
+            await session.commit()
+            return Paid(invoice=invoice, payment=earlier, replayed=True) if same else [KEY_REUSED]
+    blocked = await _free_for_staff(session, gateway, invoice_id, tunables=tunables, actor=staff)
+    if blocked is not None:
+        return [blocked]
     invoice = await _readable_invoice(session, access, invoice_id, Permission.INVOICES_READ)
     refusal = _refusal(invoice)
     if refusal is None and not 0 < amount <= invoice.amount_due:
         refusal = _error("INVALID_AMOUNT", f"The amount is above zero and at most what is due "
                          f"({money(invoice.amount_due, invoice.currency)}), in minor units.", "amount")
     if refusal is None and await _pending_payment(session, invoice_id) is not None:
-        refusal = _error("PAYMENT_IN_PROGRESS",
-                         "A card payment of this invoice is in progress; wait for its result.")
+        refusal = IN_PROGRESS
     if refusal is not None:
         await session.rollback()
         return [refusal]
     now = datetime.now(timezone.utc)
     payment = Payment(
         invoice_id=invoice_id, kind=PaymentKind.OFFLINE, status=PaymentStatus.SUCCEEDED,
-        amount=amount, currency=invoice.currency, reference=cleaned,
-        actor_user_id=staff.user_id, settled_at=now,
+        amount=amount, currency=invoice.currency, reference=cleaned, idempotency_key=key,
+        actor_user_id=staff.user_id, created_at=now, settled_at=now,
     )
     session.add(payment)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # the same key at the same moment: the other one recorded it
+        await session.rollback()
+        return [IN_PROGRESS]
     _apply(session, invoice, payment, actor=staff, now=now, tunables=tunables)
     await session.commit()
     return Paid(invoice=invoice, payment=payment)
@@ -448,7 +475,7 @@ async def record_payment(
 
 async def void_invoice(
     session: AsyncSession, access: AccessMap, principal: Principal | None, *,
-    invoice_id: int, reason: str,
+    invoice_id: int, reason: str, gateway: PaymentGateway, tunables: Tunables,
 ) -> Invoice | list[UserError]:
     """Staff (BILLING or ADMIN): an invoice nobody has paid any of. Its charges stay invoiced
     (a voided invoice is not billed again by the next run)."""
@@ -458,18 +485,12 @@ async def void_invoice(
         return [cleaned]
     if not cleaned:
         return [_error("REASON_REQUIRED", "Say why the invoice is voided.", "reason")]
+    await _readable_invoice(session, access, invoice_id, Permission.INVOICES_READ)
+    blocked = await _free_for_staff(session, gateway, invoice_id, tunables=tunables, actor=staff)
     invoice = await _readable_invoice(session, access, invoice_id, Permission.INVOICES_READ)
-    refusal = None
-    if invoice.status is InvoiceStatus.VOID:
-        refusal = _error("INVOICE_VOID", f"Invoice {invoice.number} is already void.", "invoiceId")
-    elif invoice.status is InvoiceStatus.PAID:
-        refusal = _error("ALREADY_PAID", "A paid invoice cannot be voided.", "invoiceId")
-    elif invoice.amount_paid > 0:
-        refusal = _error("INVOICE_PARTLY_PAID",
-                         "Part of this invoice has been paid, so it cannot be voided.", "invoiceId")
-    elif await _pending_payment(session, invoice_id) is not None:
-        refusal = _error("PAYMENT_IN_PROGRESS",
-                         "A card payment of this invoice is in progress; wait for its result.")
+    refusal = blocked or _void_refusal(invoice)
+    if refusal is None and await _pending_payment(session, invoice_id) is not None:
+        refusal = IN_PROGRESS
     if refusal is not None:
         # The refusal is audited, nothing else is written.
         record_event(session, actor=staff, action="invoice.void_refused",
@@ -486,3 +507,13 @@ async def void_invoice(
     await session.commit()
     return invoice
 
+
+def _void_refusal(invoice: Invoice) -> UserError | None:
+    if invoice.status is InvoiceStatus.VOID:
+        return _error("INVOICE_VOID", f"Invoice {invoice.number} is already void.", "invoiceId")
+    if invoice.status is InvoiceStatus.PAID:
+        return _error("ALREADY_PAID", "A paid invoice cannot be voided.", "invoiceId")
+    if invoice.amount_paid > 0:
+        return _error("INVOICE_PARTLY_PAID",
+                      "Part of this invoice has been paid, so it cannot be voided.", "invoiceId")
+    return None

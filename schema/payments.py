@@ -9,7 +9,7 @@ import strawberry
 
 from auth.permissions import Permission
 from models.payments import PaymentKind, PaymentStatus
-from resolvers import payments
+from resolvers import payment_methods, payments
 from resolvers.user_errors import UserError as UserErrorValue
 from schema.directives import Requires
 from schema.invoices import Invoice
@@ -141,18 +141,24 @@ class RecordPaymentInput:
     amount: int = strawberry.field(description="Minor units, above zero, at most the amount due.")
     reference: str = strawberry.field(description="Where the money came from, e.g. the bank "
                                       "transfer's reference (1–200 characters).")
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Send the same key again (a double submit, a retry) and the "
+        "money is recorded once.")
 
 
 @strawberry.input
 class VoidInvoiceInput:
     invoice_id: strawberry.ID
-    reason: str = strawberry.field(description="Why (1–500 characters); kept in the audit log.")
+    reason: str = strawberry.field(description="Why (1–500 characters); shown to the customer as "
+                                   "`Invoice.voidReason` and kept in the audit log.")
 
 
 @strawberry.type
 class InvoicePayload:
     invoice: Invoice | None = None
     payment: Payment | None = None
+    replayed: bool = strawberry.field(
+        default=False, description="True when this key had already recorded it: nothing new was written.")
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -163,10 +169,10 @@ def _paid(result: payments.Paid) -> dict[str, Any]:
 
 async def add_payment_method(info: strawberry.Info, input: AddPaymentMethodInput) -> AddPaymentMethodPayload:
     context = info.context
-    result = await payments.add_payment_method(
+    result = await payment_methods.add_payment_method(
         context.session, context.access, context.signed_in(),
         account_id=decode_id_of(input.account_id, "Account", field="accountId"),
-        token=input.token, gateway=context.payments,
+        token=input.token, gateway=context.payments, throttle=context.throttle,
     )
     if isinstance(result, list):
         return AddPaymentMethodPayload(user_errors=_errors(result))
@@ -177,7 +183,7 @@ async def remove_payment_method(
     info: strawberry.Info, input: RemovePaymentMethodInput
 ) -> RemovePaymentMethodPayload:
     context = info.context
-    method = await payments.remove_payment_method(
+    method = await payment_methods.remove_payment_method(
         context.session, context.access, context.signed_in(),
         payment_method_id=decode_id_of(input.payment_method_id, "PaymentMethod", field="paymentMethodId"),
         gateway=context.payments,
@@ -203,11 +209,12 @@ async def record_payment(info: strawberry.Info, input: RecordPaymentInput) -> In
     result = await payments.record_payment(
         context.session, context.access, context.principal,
         invoice_id=decode_id_of(input.invoice_id, "Invoice", field="invoiceId"),
-        amount=input.amount, reference=input.reference, tunables=context.tunables,
+        amount=input.amount, reference=input.reference, idempotency_key=input.idempotency_key,
+        gateway=context.payments, tunables=context.tunables,
     )
     if isinstance(result, list):
         return InvoicePayload(user_errors=_errors(result))
-    return InvoicePayload(**_paid(result))
+    return InvoicePayload(**_paid(result), replayed=result.replayed)
 
 
 async def void_invoice(info: strawberry.Info, input: VoidInvoiceInput) -> InvoicePayload:
@@ -215,6 +222,7 @@ async def void_invoice(info: strawberry.Info, input: VoidInvoiceInput) -> Invoic
     result = await payments.void_invoice(
         context.session, context.access, context.principal,
         invoice_id=decode_id_of(input.invoice_id, "Invoice", field="invoiceId"), reason=input.reason,
+        gateway=context.payments, tunables=context.tunables,
     )
     if isinstance(result, list):
         return InvoicePayload(user_errors=_errors(result))
@@ -225,7 +233,10 @@ async def void_invoice(info: strawberry.Info, input: VoidInvoiceInput) -> Invoic
 class PaymentMutations:
     add_payment_method: AddPaymentMethodPayload = strawberry.mutation(
         resolver=add_payment_method,
-        description="BILLING_MANAGE. Keep a card on file from the processor's token.")
+        description="BILLING_MANAGE. Keep a card on file from the processor's token. userErrors: "
+        "INVALID_CARD_TOKEN, CARD_DECLINED (the processor refused the card), "
+        "TOO_MANY_PAYMENT_METHODS, GATEWAY_UNAVAILABLE, PAYMENTS_UNAVAILABLE; refused cards are "
+        "throttled (RATE_LIMITED).")
     remove_payment_method: RemovePaymentMethodPayload = strawberry.mutation(
         resolver=remove_payment_method,
         description="BILLING_MANAGE on the card's account. It can no longer be used to pay.")
@@ -233,7 +244,8 @@ class PaymentMutations:
         resolver=pay_invoice,
         description="INVOICES_PAY on the paying account: charge the amount due to a card on file. "
         "userErrors: CARD_DECLINED, ALREADY_PAID, INVOICE_VOID, PAYMENT_IN_PROGRESS, "
-        "PAYMENT_PENDING, PAYMENT_METHOD_NOT_FOUND.")
+        "PAYMENT_PENDING, PAYMENT_ABANDONED, PAYMENT_METHOD_NOT_FOUND, INVALID_IDEMPOTENCY_KEY, "
+        "IDEMPOTENCY_KEY_REUSED, PAYMENTS_UNAVAILABLE.")
     record_payment: InvoicePayload = strawberry.mutation(
         resolver=record_payment,
         description="Staff (BILLING or ADMIN): money received offline; partial payments add up.")

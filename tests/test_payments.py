@@ -4,6 +4,7 @@ the right and a forged token can do with each (issue 13, part 1)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -329,29 +330,131 @@ async def test_staff_void_an_unpaid_invoice_and_nobody_can_pay_it(
     assert "invoice.voided" in await audit_actions(engine, customer.account.number)
 
 
-async def test_a_payment_left_pending_is_driven_again_and_charged_once(
-    gql: GraphQLClient, engine: AsyncEngine, customer: Customer
-) -> None:
-    """A click whose server died after claiming the invoice: another click waits while the
-    claim is fresh, and drives the same payment (the same processor key) once it is stale."""
-    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
-    invoice = await issue_invoice(engine, pk(customer.account.id))
+async def abandon(engine: AsyncEngine, customer: Customer, invoice: str, card: str, key: str = "lost-click", *,
+                  age: timedelta = timedelta(hours=1)) -> None:
+    """A click whose server died after claiming the invoice (and opening the charge)."""
     async with create_session_factory(engine)() as session:
         session.add(Payment(invoice_id=pk(invoice), kind="CARD", status=PaymentStatus.PENDING, amount=12_100,
-                            currency="EUR", payment_method_id=pk(visa["id"]), idempotency_key="lost-click"))
+                            currency="EUR", payment_method_id=pk(card), idempotency_key=key,
+                            processor_ref="pi_test_lost", actor_user_id=pk(customer.user_id),
+                            created_at=datetime.now(timezone.utc) - age))
         await session.commit()
+
+
+async def test_an_abandoned_payment_is_cancelled_never_charged_and_the_next_click_pays(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer
+) -> None:
+    """While the claim is fresh, other clicks wait; once it is stale, the next click settles it
+    without charging it (the test gateway cannot know it was confirmed, so it is cancelled)
+    and pays with its own card and key."""
+    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    await abandon(engine, customer, invoice, visa["id"], age=timedelta(seconds=1))
     busy = await pay(gql, customer.token, invoice, visa["id"], key="second")
     assert [e["code"] for e in busy["userErrors"]] == ["PAYMENT_IN_PROGRESS"]
     async with create_session_factory(engine)() as session:
         await session.execute(update(Payment).where(Payment.invoice_id == pk(invoice))
                               .values(created_at=datetime.now(timezone.utc) - timedelta(hours=1)))
         await session.commit()
-    driven = await pay(gql, customer.token, invoice, visa["id"], key="third")
-    assert driven["userErrors"] == [] and driven["invoice"]["status"] == "PAID"
+    mastercard = (await add_card(gql, customer.token, customer.account.id, "tok_mastercard"))["paymentMethod"]
+    paid = await pay(gql, customer.token, invoice, mastercard["id"], key="third")
+    assert paid["userErrors"] == [] and paid["invoice"]["status"] == "PAID"
+    assert paid["payment"]["card"] == {"brand": "mastercard", "last4": "4444"}  # the card this click chose
     payments = await payments_of(engine, invoice)
-    assert [(p.idempotency_key, p.status) for p in payments] == [("lost-click", PaymentStatus.SUCCEEDED)]
-    # The lost click's own retry now sees its result.
-    assert (await pay(gql, customer.token, invoice, visa["id"], key="lost-click"))["replayed"] is True
+    assert [(p.idempotency_key, p.status, p.failure_code) for p in payments] == [
+        ("lost-click", PaymentStatus.FAILED, "abandoned"), ("third", PaymentStatus.SUCCEEDED, None)]
+    # The lost click's own retry learns what became of it.
+    assert [e["code"] for e in (await pay(gql, customer.token, invoice, visa["id"], key="lost-click"))["userErrors"]] \
+        == ["PAYMENT_ABANDONED"]
+
+
+async def test_a_removed_card_is_never_charged_even_by_its_own_pending_attempt(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer
+) -> None:
+    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    await abandon(engine, customer, invoice, visa["id"], key="mine", age=timedelta(seconds=0))
+    await gql.execute(REMOVE_CARD, {"input": {"paymentMethodId": visa["id"]}}, token=customer.token)
+    retried = await pay(gql, customer.token, invoice, visa["id"], key="mine")
+    assert [e["code"] for e in retried["userErrors"]] == ["PAYMENT_ABANDONED"]
+    assert [p.status for p in await payments_of(engine, invoice)] == [PaymentStatus.FAILED]
+    state = (await gql.execute(INVOICE, {"id": invoice}, token=customer.token))["data"]["node"]
+    assert state["status"] == "UNPAID"
+
+
+async def test_staff_are_not_blocked_for_good_by_an_abandoned_payment(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer, tokens: dict[str, str]
+) -> None:
+    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    await abandon(engine, customer, invoice, visa["id"], age=timedelta(seconds=1))
+    fresh = await gql.execute(VOID, {"input": {"invoiceId": invoice, "reason": "Duplicate"}}, token=tokens["finance"])
+    assert [e["code"] for e in fresh["data"]["voidInvoice"]["userErrors"]] == ["PAYMENT_IN_PROGRESS"]
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(Payment).where(Payment.invoice_id == pk(invoice))
+                              .values(created_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+        await session.commit()
+    voided = await gql.execute(VOID, {"input": {"invoiceId": invoice, "reason": "Duplicate"}}, token=tokens["finance"])
+    assert voided["data"]["voidInvoice"]["invoice"]["status"] == "VOID"
+    assert [p.status for p in await payments_of(engine, invoice)] == [PaymentStatus.FAILED]
+
+
+async def test_a_key_is_one_users_and_checks_come_before_it(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer
+) -> None:
+    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    declined_card = (await add_card(gql, customer.token, customer.account.id, "tok_chargeDeclined"))["paymentMethod"]
+    await pay(gql, customer.token, invoice, declined_card["id"], key="owner-key")
+    colleague = await new_sub_account(gql, customer.token, customer.account.id, ["INVOICES_READ", "INVOICES_PAY"])
+    borrowed = await pay(gql, colleague.token, invoice, declined_card["id"], key="owner-key")
+    assert [e["code"] for e in borrowed["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
+    # Without the right, a bad key is not what the caller hears about.
+    reader = await new_sub_account(gql, customer.token, customer.account.id, ["INVOICES_READ"])
+    refused = await gql.execute(PAY, {"input": {"invoiceId": invoice, "paymentMethodId": visa["id"],
+                                                "idempotencyKey": " "}}, token=reader.token)
+    assert error_code(refused) == "FORBIDDEN"
+
+
+async def test_recording_twice_with_one_key_records_once(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer, tokens: dict[str, str]
+) -> None:
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    variables = {"input": {"invoiceId": invoice, "amount": 1_000, "reference": "SEPA 777",
+                           "idempotencyKey": "bank-line-777"}}
+    first, second = [(await gql.execute(RECORD, variables, token=tokens["finance"]))["data"]["recordPayment"]
+                     for _ in range(2)]
+    assert first["invoice"]["amountDue"]["amount"] == second["invoice"]["amountDue"]["amount"] == 11_100
+    assert len(await payments_of(engine, invoice)) == 1
+    other = await gql.execute(RECORD, {"input": {**variables["input"], "amount": 2_000}}, token=tokens["finance"])
+    assert [e["code"] for e in other["data"]["recordPayment"]["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
+    blank = await gql.execute(RECORD, {"input": {"invoiceId": invoice, "amount": 1, "reference": "\u200b"}},
+                              token=tokens["finance"])
+    assert [e["code"] for e in blank["data"]["recordPayment"]["userErrors"]] == ["REFERENCE_REQUIRED"]
+
+
+async def test_refused_cards_are_throttled_and_the_limit_holds_under_concurrency(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer
+) -> None:
+    expired = await add_card(gql, customer.token, customer.account.id, "tok_chargeDeclinedExpiredCard")
+    assert [(e["code"], e["message"]) for e in expired["userErrors"]] == [("CARD_DECLINED", "Your card has expired.")]
+    for _ in range(4):
+        assert (await add_card(gql, customer.token, customer.account.id, "tok_unknown"))["userErrors"]
+    throttled = await gql.execute(ADD_CARD, {"input": {"accountId": customer.account.id, "token": "tok_visa"}},
+                                  token=customer.token)
+    assert error_code(throttled) == "RATE_LIMITED"
+    # Another customer's budget is its own. With eight cards on file, five adds at once (each
+    # counted while in flight, so a flood is throttled too) keep ten cards at most.
+    other = await new_customer(gql, "Many Cards Ltd")
+    for _ in range(8):
+        assert (await add_card(gql, other.token, other.account.id))["paymentMethod"]
+    results = await asyncio.gather(*(add_card(gql, other.token, other.account.id) for _ in range(5)))
+    added = [r for r in results if r["paymentMethod"]]
+    assert len(added) == 2
+    assert {e["code"] for r in results if not r["paymentMethod"] for e in r["userErrors"]} == {
+        "TOO_MANY_PAYMENT_METHODS"}
+    listed = await gql.execute(CARDS, {"n": other.account.number}, token=other.token)
+    assert len(listed["data"]["viewer"]["account"]["paymentMethods"]) == 10
 
 
 async def test_without_a_gateway_cards_are_switched_off_but_staff_can_record(
