@@ -392,6 +392,9 @@ def create_app(
     graphql.enforce_permissions = enforce_permissions
     payments = gateway_for(settings)
     graphql.payments = payments
+    if payments.name == "test" and not settings.demo:
+        logger.warning("LINKGATE_PAYMENT_GATEWAY=test: cards are simulated and nothing is charged; "
+                       "any customer can mark invoices paid with Stripe's test tokens")
 
     async def readyz(request: Request) -> Response:
         try:

@@ -33,6 +33,9 @@ def webhook_endpoint(
     async def webhook(request: Request) -> Response:
         from linkgate.app import error_response
 
+        if gateway.name in ("test", "none"):
+            return error_response(404, "NOT_FOUND", "This server takes no payment webhooks "
+                                  "(they come with LINKGATE_PAYMENT_GATEWAY=stripe).")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk

@@ -38,7 +38,8 @@ def decode_id_of(global_id: str, type_name: str, field: str = "id") -> int:
     """The primary key of a global ID that must name a ``type_name`` (mutation inputs)."""
     decoded_type, pk = decode_global_id(global_id, field)
     if decoded_type != type_name:
-        raise BadInput(f"`{global_id[:64]}` is not the ID of a {type_name}.", field=field)
+        article = "an" if type_name[:1] in "AEIOU" else "a"
+        raise BadInput(f"`{global_id[:64]}` is not the ID of {article} {type_name}.", field=field)
     return pk
 
 

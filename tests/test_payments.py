@@ -491,3 +491,9 @@ async def test_the_demo_shows_paid_unpaid_and_void_invoices_and_a_card(
                  if invoice["node"]["status"] == "PAID"]
     assert card_paid and all(i["payments"] == [{"kind": "CARD", "status": "SUCCEEDED", "card": {"last4": "4242"}}]
                              for i in card_paid)
+
+
+async def test_without_stripe_the_webhook_is_absent(gql: GraphQLClient) -> None:
+    response = await gql.http.post("/payments/webhook", content=b'{"id": "evt_1"}',
+                                   headers={"stripe-signature": "t=1,v1=00"})
+    assert response.status_code == 404 and response.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
