@@ -14,6 +14,11 @@ and, when the owner has two-factor sign-in on, a second factor too, so a link ne
 less than signing in would. Wrong owner credentials also count as failed sign-ins of that
 email (``auth.throttle``), so linking gives no password guesses beyond the sign-in's own. Every
 link made with a proof is told to the linked account's owner by security mail.
+
+A proof is checked in one transaction and the link written in a second (see ``link_account``),
+so the write re-checks it on the linked account's locked row (``_still_proven``): a rotated
+enrollment token or a changed password stops proving anything the moment that change
+commits, even for a link already past its check.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.ledger import lock_accounts
 from resolvers.outbox import queue_security_email
 from resolvers.two_factor import second_factor_matches
 from resolvers.user_errors import UserError
@@ -114,6 +120,10 @@ class _Checked:
     account: Account | None
     method: LinkMethod
     credentials_right: bool = False
+    # The owner's sign-in as the credentials were checked against, for ``_still_proven``.
+    owner_id: int | None = None
+    owner_token_version: int | None = None
+    owner_password_hash: str | None = None
 
 
 async def _proven_account(session: AsyncSession, proof: Proof, enrollment_key: bytes) -> _Checked:
@@ -146,7 +156,41 @@ async def _proven_account(session: AsyncSession, proof: Proof, enrollment_key: b
     proven = credentials_right and account is not None and owner is not None and (
         account.owner_id == owner.id
     )
-    return _Checked(account if proven else None, LinkMethod.OWNER_CREDENTIALS, credentials_right)
+    return _Checked(
+        account if proven else None, LinkMethod.OWNER_CREDENTIALS, credentials_right,
+        owner_id=owner.id if owner else None,
+        owner_token_version=owner.token_version if owner else None,
+        owner_password_hash=owner.password_hash if owner else None,
+    )
+
+
+async def _still_proven(
+    session: AsyncSession, proof: Proof, checked: _Checked, target: Account, enrollment_key: bytes
+) -> bool:
+    """Whether the proof checked in the first transaction still holds, on ``target`` as
+    re-read under its row lock (``lock_accounts``).
+
+    ``rotateEnrollmentToken`` bumps the version (and drops the legacy digest) under that same
+    lock, so either it committed first and the token is checked against the new version here,
+    or it waits until this link is in: never does a link made with the old token land after
+    the rotation committed. A password change bumps the owner's ``token_version``; the owner's
+    row is read ``FOR SHARE``, so a change in flight either committed first (and is seen) or
+    waits for this link. Cheap either way: an HMAC, or two columns compared, no password hash.
+    """
+    if isinstance(proof, EnrollmentProof):
+        return enrollment_token_matches(
+            proof.enrollment_token, key=enrollment_key, account_id=target.id,
+            version=target.enrollment_token_version, legacy_hash=target.enrollment_token_hash,
+        )
+    if checked.owner_id is None or target.owner_id != checked.owner_id:
+        return False
+    owner = (await session.execute(
+        select(User.token_version, User.password_hash).where(User.id == checked.owner_id)
+        .with_for_update(read=True)
+    )).one_or_none()
+    return owner is not None and (owner.token_version, owner.password_hash) == (
+        checked.owner_token_version, checked.owner_password_hash
+    )
 
 
 async def link_account(
@@ -237,8 +281,18 @@ async def link_account(
     # concurrent links creates the group and the second joins it (rather than both creating
     # one and the loser reading ALREADY_LINKED). Then the head's place is read again, locked:
     # an unlink dissolving the group meanwhile either went first (start a new group) or
-    # waits until this link is in.
-    await session.execute(select(Account.id).where(Account.id == head.id).with_for_update())
+    # waits until this link is in. The linked account's row is locked with it (ascending
+    # ids, the order every writer uses), the row a token rotation locks, and the proof is
+    # checked again against it.
+    locked = await lock_accounts(session, [head.id, target.id])
+    head, target = locked[head.id], locked[target.id]
+    if not await _still_proven(session, proof, checked, target, enrollment_key):
+        # The token was rotated, or the password changed, since the check. Not counted as a
+        # failed proof: the secret was right when checked (that check already counted and
+        # forgave it), so this says nothing a guesser could use; the same stale secret sent
+        # again is counted by the first check, like any wrong one.
+        await session.rollback()
+        return INVALID_PROOF
     head_place = await session.scalar(
         select(LinkMember).where(LinkMember.kind == kind, LinkMember.account_id == head.id)
         .with_for_update()
@@ -363,9 +417,7 @@ async def unlink_account(
     if head_account_id is not None:
         # The same first lock as ``link_account`` (the head account's row): links and unlinks
         # of one group take turns instead of deadlocking on each other's member rows.
-        await session.execute(
-            select(Account.id).where(Account.id == head_account_id).with_for_update()
-        )
+        await lock_accounts(session, [head_account_id])
     # Locked (PostgreSQL) so a concurrent link into this group cannot land in a group being
     # dissolved; on SQLite ``begin_write`` already serialises writers.
     rows = [] if group is None else list((await session.scalars(

@@ -9,7 +9,7 @@ from typing import Any
 import pyotp
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.permissions import LINK_SCOPES
@@ -591,3 +591,130 @@ async def test_names_no_one_can_type_are_clear_errors(gql: GraphQLClient, engine
         payload = response.json()["data"]["linkAccount"]
         assert [(error["code"], error["field"]) for error in payload["userErrors"]] == [("TEXT_INVALID", [field])]
     assert await link_rows(engine, member.number) == 0
+
+
+# --- a proof stops proving the moment its secret changes (security review C) ------------------
+
+ROTATE = """
+mutation($input: RotateEnrollmentTokenInput!) {
+  rotateEnrollmentToken(input: $input) { enrollmentToken userErrors { code } }
+}
+"""
+CHANGE_PASSWORD = """
+mutation($input: ChangePasswordInput!) { changePassword(input: $input) { token userErrors { code } } }
+"""
+
+
+def between_check_and_write(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
+    """Runs ``change`` once, after ``linkAccount`` checked its proof and committed, just before
+    the transaction that writes the link begins: what a replica sees when a rotation commits
+    while its link waits for the head's row lock, without waiting for anything."""
+    import resolvers.links
+
+    real = resolvers.links.begin_write
+    calls = 0
+
+    async def begin_write(session: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first is the checking transaction
+            await change()
+        await real(session)
+
+    monkeypatch.setattr(resolvers.links, "begin_write", begin_write)
+
+
+async def test_a_token_rotated_while_a_link_is_in_flight_stops_it(
+    gql: GraphQLClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eve = await new_customer(gql, "Eve Ltd")
+    olivia = await new_customer(gql, "Olivia Ltd")
+    old = olivia.account.enrollment_token
+    rotated: list[str] = []
+
+    async def rotate() -> None:
+        result = await gql.execute(ROTATE, {"input": {"accountId": olivia.account.id}},
+                                   token=olivia.token)
+        assert result["data"]["rotateEnrollmentToken"]["userErrors"] == [], result
+        rotated.append(result["data"]["rotateEnrollmentToken"]["enrollmentToken"])
+
+    between_check_and_write(monkeypatch, rotate)
+    result = await link(gql, eve.token, eve.account.id, "MANAGEMENT",
+                        by_enrollment(olivia.account.number, old))
+    assert rotated, "the rotation did not run between the check and the write"
+    payload = result["data"]["linkAccount"]
+    assert codes(payload) == ["INVALID_PROOF"] and payload["linkGroup"] is None, result
+    assert await link_rows(engine, olivia.account.number) == 0
+    assert await link_rows(engine, eve.account.number) == 0  # no group was started either
+    assert "link.created" not in await audit_actions(engine, eve.account.number)
+    assert await link_mails(engine, olivia.email) == []
+
+    monkeypatch.undo()
+    again = await link(gql, eve.token, eve.account.id, "MANAGEMENT",
+                       by_enrollment(olivia.account.number, old))
+    assert codes(again["data"]["linkAccount"]) == ["INVALID_PROOF"]
+    # The new token links as usual.
+    fresh = await link(gql, eve.token, eve.account.id, "MANAGEMENT",
+                       by_enrollment(olivia.account.number, rotated[0]))
+    assert fresh["data"]["linkAccount"]["userErrors"] == [], fresh
+    assert await link_rows(engine, olivia.account.number) == 1
+
+
+async def test_a_password_changed_while_a_link_is_in_flight_stops_it(
+    gql: GraphQLClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eve = await new_customer(gql, "Eve Ltd")
+    olivia = await new_customer(gql, "Olivia Ltd")
+    changed: list[str] = []
+
+    async def change_password() -> None:
+        result = await gql.execute(CHANGE_PASSWORD, {"input": {
+            "currentPassword": PASSWORD, "newPassword": "a brand new passphrase 42"}},
+            token=olivia.token)
+        assert result["data"]["changePassword"]["userErrors"] == [], result
+        changed.append(result["data"]["changePassword"]["token"])
+
+    between_check_and_write(monkeypatch, change_password)
+    result = await link(gql, eve.token, eve.account.id, "BILLING",
+                        by_credentials(olivia, olivia.account.number))
+    assert changed
+    assert codes(result["data"]["linkAccount"]) == ["INVALID_PROOF"], result
+    assert await link_rows(engine, olivia.account.number) == 0
+    assert await link_rows(engine, eve.account.number) == 0
+    assert await link_mails(engine, olivia.email) == []
+
+
+@pytest.mark.parametrize("method", ["OWNER_CREDENTIALS", "ENROLLMENT_TOKEN"])
+async def test_the_linked_accounts_row_is_locked_while_the_link_is_written(
+    gql: GraphQLClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """The other half: once the proof is re-checked, a rotation (which locks the account's
+    row) cannot commit before the link does. On PostgreSQL the row is seen locked from
+    another connection; SQLite serialises every writer anyway (``begin_write``)."""
+    import resolvers.links
+
+    head_owner = await new_customer(gql, "Group HQ")
+    other = await new_customer(gql, "Acquired Co")
+    target_pk = decode_global_id(other.account.id)[1]
+    real = resolvers.links._still_proven
+    seen: list[bool] = []
+
+    async def still_proven(*args: Any, **kwargs: Any) -> bool:
+        proven = await real(*args, **kwargs)
+        seen.append(proven)
+        if engine.dialect.name == "postgresql":
+            async with create_session_factory(engine)() as elsewhere:
+                with pytest.raises(DBAPIError, match="could not obtain lock"):
+                    await elsewhere.execute(
+                        select(Account.id).where(Account.id == target_pk)
+                        .with_for_update(key_share=True, nowait=True)
+                    )
+        return proven
+
+    monkeypatch.setattr(resolvers.links, "_still_proven", still_proven)
+    proof = (by_credentials(other, other.account.number) if method == "OWNER_CREDENTIALS"
+             else by_enrollment(other.account.number, other.account.enrollment_token))
+    result = await link(gql, head_owner.token, head_owner.account.id, "MANAGEMENT", proof)
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    assert seen == [True]
+    assert await link_rows(engine, other.account.number) == 1

@@ -9,6 +9,10 @@ link groups read from the database. For each persona and target account one quer
 everything at once, through ``viewer.account(number:)``, ``node(id:)`` and ``nodes(ids:)``, and
 the response must match the policy field by field, error by error.
 
+Objects that are no ``Node`` but carry a type-level ``@requires`` of their own (``Payment``, on
+``Invoice.payments``) are asked for inside the node types that hold them, wherever those are
+asked for, and must match the owner's answer.
+
 The leak tests at the end try the usual ways around a field check: aliases, fragments, inline
 fragments on ``Node``, ``nodes`` mixing IDs, and connections.
 """
@@ -41,6 +45,9 @@ from models.database import create_session_factory
 from models.identity import Invitation as InvitationRow
 from models.links import LinkMember
 from models.notifications import Notification as NotificationRow
+from models.payments import Payment as PaymentRow
+from models.payments import PaymentKind, PaymentStatus
+from models.payments import PaymentMethod as PaymentMethodRow
 from models.tickets import Department, Ticket as TicketRow
 from models.users import StaffRole, User
 from schema import build_schema
@@ -83,6 +90,13 @@ INNER_GATES: dict[str, dict[str, Permission]] = {
            if (perm := requires_of(fld))}
     for name in LISTED_BY
 }
+# Fields of those types handing out objects that are no Node but gated by their own type
+# (Invoice.payments -> Payment): no ID to ask for them by, so they are asked for in place.
+NESTED_GATES: dict[str, dict[str, Permission]] = {
+    name: {fname: Permission(perm) for fname, fld in PRINTED.type_map[name].fields.items()  # type: ignore[union-attr]
+           if not _is_node(handed := data_type(fld)) and (perm := requires_of(handed))}
+    for name in LISTED_BY
+}
 
 TARGETS = {
     "direct": HEAD_OFFICE,
@@ -102,11 +116,17 @@ def test_the_schema_gives_the_matrix_something_to_test() -> None:
     assert len(ACCOUNT_GATES) >= 11
     assert set(TYPE_GATES) >= {
         "Invoice", "CreditLedgerEntry", "Service", "Ticket", "Notification", "AuditEvent", "Invitation",
+        "PaymentMethod",
     }
     assert "Contact" in LISTED_BY
     assert INNER_GATES["Service"] == {"monthlyPrice": Permission.INVOICES_READ}
     for type_name, perm in TYPE_GATES.items():
         assert all(ACCOUNT_GATES[listing] == perm for listing in LISTED_BY[type_name]), type_name
+    assert NESTED_GATES["Invoice"] == {"payments": Permission.INVOICES_READ}
+    # A nested gate asks for what its holder asks for, so it is seen exactly when its holder
+    # is (``_check_node`` compares it with the owner's answer, and expects no error of its own).
+    for type_name, nested in NESTED_GATES.items():
+        assert all(perm == TYPE_GATES.get(type_name) for perm in nested.values()), type_name
 
 
 # --- building the queries from the schema --------------------------------------------------
@@ -116,15 +136,38 @@ def selection(fld: GraphQLField) -> str:
     named = get_named_type(fld.type)
     if is_leaf_type(named):
         return ""
-    if edge_node_type(named) is not None:
-        return " { totalCount edges { node { id } } }"
+    if (node := edge_node_type(named)) is not None:
+        return f" {{ totalCount edges {{ node {{ id{nested_selection(node.name)} }} }} }}"
     if _is_node(named):
-        return " { id }"
+        return f" {{ id{nested_selection(named.name)} }}"
     assert isinstance(named, GraphQLObjectType)
-    leaves = [name for name, inner in named.fields.items()
-              if is_leaf_type(get_named_type(inner.type))
-              and not any(graphql.is_required_argument(arg) for arg in inner.args.values())]
-    return " { " + " ".join(leaves or ["__typename"]) + " }"
+    return " { " + " ".join(_leaves(named) or ["__typename"]) + " }"
+
+
+def _leaves(type_: GraphQLObjectType) -> list[str]:
+    return [name for name, inner in type_.fields.items()
+            if is_leaf_type(get_named_type(inner.type))
+            and not any(graphql.is_required_argument(arg) for arg in inner.args.values())]
+
+
+def nested_selection(type_name: str) -> str:
+    """The nested gated objects of a node type (``payments { kind … amount { amount … } }``):
+    their leaves, and the leaves of the plain objects inside them."""
+    parts = []
+    for fname in NESTED_GATES.get(type_name, {}):
+        handed = data_type(PRINTED.type_map[type_name].fields[fname])  # type: ignore[union-attr]
+        assert isinstance(handed, GraphQLObjectType)
+        inner = [*_leaves(handed), *(
+            f"{name} {{ {' '.join(_leaves(plain))} }}" for name, fld in handed.fields.items()
+            if isinstance(plain := get_named_type(fld.type), GraphQLObjectType)
+            and not _is_node(plain) and _leaves(plain)
+        )]
+        parts.append(f"{fname} {{ {' '.join(inner)} }}")
+    return "".join(" " + part for part in parts)
+
+
+def _nested_kinds(type_name: str) -> str:
+    return "".join(f" {fname} {{ __typename }}" for fname in NESTED_GATES.get(type_name, {}))
 
 
 def arguments(fld: GraphQLField) -> str:
@@ -140,14 +183,17 @@ ACCOUNT_SELECTION = "id viewerPermissions " + " ".join(
 NODE_SELECTION = "id __typename " + " ".join(
     f"... on {type_name} {{ "
     + " ".join(f + selection(PRINTED.type_map[type_name].fields[f]) for f in inner)  # type: ignore[union-attr]
+    + nested_selection(type_name)
     + " }"
-    for type_name, inner in INNER_GATES.items() if inner
+    for type_name, inner in INNER_GATES.items() if inner or NESTED_GATES.get(type_name)
 )
+# With the nested gated objects' types only, to pick objects that hold some (``_collect_objects``).
 IDS_SELECTION = "id " + " ".join(
     name + arguments(ACCOUNT_TYPE.fields[name])
-    + (" { edges { node { id __typename } } }" if edge_node_type(get_named_type(ACCOUNT_TYPE.fields[name].type))
-       else " { id __typename }")
-    for names in LISTED_BY.values() for name in names
+    + (f" {{ edges {{ node {{ id __typename{_nested_kinds(type_name)} }} }} }}"
+       if edge_node_type(get_named_type(ACCOUNT_TYPE.fields[name].type))
+       else f" {{ id __typename{_nested_kinds(type_name)} }}")
+    for type_name, names in LISTED_BY.items() for name in names
 )
 
 
@@ -194,7 +240,9 @@ async def _groups(session: AsyncSession) -> list[GroupMembership]:
 
 def _missing_rows(tag: str, ids: dict[str, int]) -> list[Any]:
     """Objects of gated types the demo has on the head office only, so every type can be asked
-    for on every target: a pre-link invoice, a ticket and an email on each member account."""
+    for on every target: a pre-link invoice, a ticket and an email on each member account, and
+    a card on file on every account but the head office (the demo's card is there). Payments
+    on those invoices come after they have IDs (``_payment_rows``)."""
     at = datetime(2026, 2, 1, 12, 0, tzinfo=timezone.utc)
     rows: list[Any] = []
     for index, number in enumerate((RETAIL, LOGISTICS, LABS)):
@@ -214,6 +262,11 @@ def _missing_rows(tag: str, ids: dict[str, int]) -> list[Any]:
                 currency="EUR", subtotal=100, tax=21, total=121, bill_to_name="Matrix",
                 bill_to_email="m@test.example", payer_number=number, payer_name="Matrix",
             ))
+    for index, number in enumerate((RETAIL, LOGISTICS, LABS, CONTOSO)):
+        rows.append(PaymentMethodRow(
+            account_id=ids[number], gateway="test", brand="visa", last4=f"42{index:02d}",
+            exp_month=12, exp_year=2040, processor_ref=f"pm_matrix_{tag[:12]}_{index}",
+        ))
     # The demo has no invitations at all: one on every target.
     for number in TARGETS.values():
         rows.append(InvitationRow(
@@ -222,6 +275,17 @@ def _missing_rows(tag: str, ids: dict[str, int]) -> list[Any]:
             expires_at=at + timedelta(days=7),
         ))
     return rows
+
+
+def _payment_rows(tag: str, rows: Iterable[Any]) -> list[PaymentRow]:
+    """A part payment on each invoice ``_missing_rows`` made (the demo's paid invoices have
+    theirs): recorded offline, so no card and no gateway are involved."""
+    return [
+        PaymentRow(invoice_id=row.id, kind=PaymentKind.OFFLINE, status=PaymentStatus.SUCCEEDED,
+                   amount=21, currency=row.currency, reference=f"MATRIX-{tag[:10]}",
+                   settled_at=row.issued_at)
+        for row in rows if isinstance(row, InvoiceRow)
+    ]
 
 
 def _assert_no_errors(result: dict[str, Any]) -> None:
@@ -235,6 +299,7 @@ async def _collect_objects(gql: GraphQLClient, world: World, owner_tokens: dict[
         _assert_no_errors(result)
         account = result["data"]["viewer"]["account"]
         listed: dict[tuple[str, str], set[str]] = {}
+        holding: set[str] = set()  # objects holding nested gated objects (an invoice with payments)
         for names in LISTED_BY.values():
             for name in names:
                 value = account[name]
@@ -242,10 +307,15 @@ async def _collect_objects(gql: GraphQLClient, world: World, owner_tokens: dict[
                 for item in [] if items is None else items if isinstance(items, list) else [items]:
                     node = item.get("node", item)
                     listed.setdefault((node["__typename"], node["id"]), set()).add(name)
-        # One object per (type, listing profile): e.g. the billing contact and another contact.
+                    if any(node.get(fname) for fname in NESTED_GATES.get(node["__typename"], {})):
+                        holding.add(node["id"])
+        # One object per (type, listing profile): e.g. the billing contact and another contact;
+        # one holding nested gated objects if there is one, so they are asked for by ID too.
         chosen: dict[tuple[str, frozenset[str]], Target] = {}
         for (type_name, global_id), names in listed.items():
-            chosen.setdefault((type_name, frozenset(names)), Target(type_name, global_id, frozenset(names)))
+            key = (type_name, frozenset(names))
+            if key not in chosen or (global_id in holding and chosen[key].id not in holding):
+                chosen[key] = Target(type_name, global_id, frozenset(names))
         world.objects[number] = [Target("Account", account["id"], frozenset()), *chosen.values()]
 
 
@@ -270,6 +340,10 @@ async def world(engine: AsyncEngine, gql: GraphQLClient, tokens: dict[str, str])
                          for persona, names in grants.items()])
         extra = _missing_rows(tag, account_ids)
         session.add_all(extra)
+        await session.flush()
+        payments = _payment_rows(tag, extra)
+        session.add_all(payments)
+        extra += payments
         await session.commit()
         groups = await _groups(session)
         extra_keys = [(type(row), row.id) for row in extra]
@@ -295,7 +369,7 @@ async def world(engine: AsyncEngine, gql: GraphQLClient, tokens: dict[str, str])
         yield world
     finally:
         async with sessions() as session:
-            for model, key in extra_keys:
+            for model, key in reversed(extra_keys):  # payments before their invoices
                 await session.execute(delete(model).where(model.id == key))
             user_ids = [user.id for user in users.values()]
             await session.execute(delete(Membership).where(Membership.user_id.in_(user_ids)))
@@ -311,6 +385,14 @@ def test_every_gated_type_has_an_object_on_every_target(world: World) -> None:
     for number, objects in world.objects.items():
         types = {target.type_name for target in objects}
         assert set(TYPE_GATES) <= types, (number, set(TYPE_GATES) - types)
+        # Every nested gated type too, in the owner's answer by ID (and so through the
+        # Account field listing its holder, which ``test_matrix`` compares whole).
+        owner = world.owner_answers[number]
+        for type_name, nested in NESTED_GATES.items():
+            for fname in nested:
+                held = [owner[f"n{index}"][fname] for index, target in enumerate(objects)
+                        if target.type_name == type_name]
+                assert any(held), (number, type_name, fname)
     assert len(world.groups) >= 3, "the demo's BILLING group (2 members) and MANAGEMENT group (1)"
 
 
@@ -370,6 +452,11 @@ def _check_node(
         else:
             assert value[field_name] is None, (path, field_name)
             expected.forbid((*path, field_name), [perm])
+    for field_name, perm in NESTED_GATES.get(target.type_name, {}).items():
+        # The holder's own permission (test_the_schema_gives_the_matrix_something_to_test):
+        # the holder is seen, so all of them are, as the owner sees them.
+        assert access.has(account_id, perm), (path, field_name)
+        assert value[field_name] == owner_value[field_name], (path, field_name)
 
 
 @pytest.mark.parametrize("target_kind", list(TARGETS))
