@@ -14,16 +14,18 @@ from models.notifications import Notification
 from models.payments import GatewayEvent, Payment, PaymentKind, PaymentMethod, PaymentStatus
 from models.services import Service, ServiceStatus
 from models.throttle import ThrottleBucket
-from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
+from models.tickets import (
+    AuthorKind, Department, InboundMessage, Ticket, TicketAttachment, TicketMessage, TicketStatus,
+)
 from models.users import StaffRole, User
 
 __all__ = [
     "Account", "AccountStatus", "AuditEvent", "AuthorKind", "Base", "Charge", "ChargeKind",
     "Contact", "CreditLedgerEntry", "Department", "EmailPreference", "EmailedLink",
     "IdempotencyRecord", "Invitation", "Invoice", "InvoiceLine", "InvoiceStatus",
-    "GatewayEvent", "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod",
+    "GatewayEvent", "InboundMessage", "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod",
     "LinkPeriod", "LinkPurpose", "Payment", "PaymentKind", "PaymentMethod", "PaymentStatus",
     "LowCreditReminder", "Membership", "Notification", "RecoveryCode", "RefreshToken",
-    "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketMessage",
+    "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketAttachment", "TicketMessage",
     "TicketStatus", "User", "UserSession",
 ]

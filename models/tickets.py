@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import (
@@ -66,3 +66,38 @@ class TicketMessage(IdMixin, CreatedAtMixin, Base):
     author_name: Mapped[str] = mapped_column(String(100))
     author_kind: Mapped[AuthorKind] = mapped_column(enum_column(AuthorKind))
     body: Mapped[str] = mapped_column(Text)
+    # How it arrived: typed in the portal, or sent by email (``linkgate receive-mail``).
+    via: Mapped[str] = mapped_column(String(10), default="PORTAL")
+
+
+class TicketAttachment(IdMixin, CreatedAtMixin, Base):
+    """A file that came with a ticket message by email, kept within the listener's size limit."""
+
+    __tablename__ = "ticket_attachments"
+
+    ticket_message_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("ticket_messages.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class InboundMessage(IdMixin, Base):
+    """Every message the mail listener accepted or refused, by its Message-ID: the same
+    message delivered twice is handled once, and what became of each is on record."""
+
+    __tablename__ = "inbound_messages"
+
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    sender: Mapped[str] = mapped_column(String(254))
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    # opened | replied | refused (with ``reason``)
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    ticket_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("tickets.id", ondelete="SET NULL"), nullable=True
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

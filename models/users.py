@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAtMixin, IdMixin, UTCDateTime, enum_column
+from models.base import Base, CreatedAtMixin, IdMixin, StringList, UTCDateTime, enum_column
 
 
 class StaffRole(enum.Enum):
@@ -33,6 +33,9 @@ class User(IdMixin, CreatedAtMixin, Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Email categories (EmailPreference values) this login asked not to receive; security
+    # mail has no category here and is always sent.
+    email_opt_outs: Mapped[list[str]] = mapped_column(StringList(), default=list)
 
     @property
     def has_two_factor(self) -> bool:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.contacts import EmailPreference
+from models.accounts import Account
+from models.contacts import Contact, EmailPreference
 from models.notifications import SECURITY_CATEGORY, Notification
+from models.users import User
 
 
 def queue_email(
@@ -67,3 +70,20 @@ def link_to(public_url: str, path: str, token: str) -> str:
     it stays out of access logs, proxies and ``Referer`` headers.
     """
     return f"{public_url.rstrip('/')}/{path.lstrip('/')}#token={token}"
+
+
+
+async def queue_account_notice(
+    session: AsyncSession, *, account_id: int, category: EmailPreference, subject: str, body: str,
+    related: tuple[str, int] | None = None,
+) -> list[Notification]:
+    """A notice about an account (DESIGN §1 Contacts): to its owner, and a copy to every
+    contact of the account holding ``category`` among its email preferences."""
+    owner = await session.scalar(
+        select(User.email).join(Account, Account.owner_id == User.id).where(Account.id == account_id)
+    )
+    contacts = (await session.scalars(
+        select(Contact).where(Contact.account_id == account_id).order_by(Contact.id))).all()
+    copies = [contact.email for contact in contacts if category.value in contact.email_preferences]
+    return queue_email(session, recipients=[*([owner] if owner else []), *copies], category=category,
+                       subject=subject, body=body, account_id=account_id, related=related)
