@@ -23,7 +23,7 @@ from schema.contacts import Contact
 from schema.credits import CreditLedgerEntry, LowCreditReminder
 from schema.directives import gated
 from schema.enums import AccountStatus, TicketStatus
-from schema.invoices import Invoice, InvoiceFilter
+from schema.invoices import Invoice, InvoiceFilter, invoice_connection
 from schema.notifications import Notification
 from schema.prefetch import NOT_PREFETCHED, prefetch, prefetched_or
 from schema.relay import Connection, Node
@@ -144,11 +144,8 @@ class Account(Node):
             bounds=info.context.tunables.pages,
             filter=filter.to_values() if filter is not None else None,
         )
-        loaders = info.context.loaders
-        page = await loaders.invoice_pages_by_payer_id.load(request)
-        lines = await prefetch(info, ("edges", "node", "lines"), loaders.invoice_lines_by_invoice_ids,
-                               [row.id for row in page.rows])
-        return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
+        page = await info.context.loaders.invoice_pages_by_payer_id.load(request)
+        return await invoice_connection(info, page)
 
     @gated(P.INVOICES_PAY, description="Cards on file that can pay this account's invoices.")
     async def payment_methods(
@@ -310,11 +307,7 @@ class Viewer:
             payers=filter.payer_pks() if filter is not None else None,
             bounds=context.tunables.pages,
         )
-        # The lines come with the page, as on `Account.invoices`: statements stay per page.
-        lines = await prefetch(info, ("edges", "node", "lines"),
-                               context.loaders.invoice_lines_by_invoice_ids,
-                               [row.id for row in page.rows])
-        return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
+        return await invoice_connection(info, page)
 
 
 def hides_account(context: Context, account_id: int) -> bool:

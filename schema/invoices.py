@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -15,11 +15,12 @@ from models.billing import Invoice as InvoiceRow
 from models.billing import InvoiceLine as InvoiceLineRow
 from models.billing import InvoiceStatus as InvoiceStatusValue
 from resolvers.invoices import InvoiceFilter as InvoiceFilterValues
+from resolvers.pagination import Page
 from schema.directives import Requires
 from schema.enums import InvoiceStatus
 from schema.money import Address, Money
-from schema.prefetch import NOT_PREFETCHED, prefetched_or
-from schema.relay import Node, decode_id_of
+from schema.prefetch import NOT_PREFETCHED, prefetch, prefetched_or
+from schema.relay import Connection, Node, decode_id_of
 
 if TYPE_CHECKING:
     from schema.accounts import Account
@@ -213,3 +214,11 @@ class Invoice(Node):
             prefetched_lines=NOT_PREFETCHED if line_rows is None
             else [InvoiceLine.from_model(line, row.currency) for line in line_rows],
         )
+
+
+async def invoice_connection(info: strawberry.Info, page: Page[Any]) -> Connection[Invoice]:
+    """A page of invoice rows as a connection, their lines loaded with the page (one statement
+    for every invoice on it) when the query asks for them."""
+    lines = await prefetch(info, ("edges", "node", "lines"),
+                           info.context.loaders.invoice_lines_by_invoice_ids, [row.id for row in page.rows])
+    return Connection.from_page(page, lambda row: Invoice.from_model(row, lines.get(row.id)))
