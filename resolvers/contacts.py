@@ -12,13 +12,15 @@ from auth.errors import NotFound
 from auth.permissions import Permission, parse_permissions
 from auth.policy import AccessMap
 from auth.principals import Principal
-from models.accounts import Membership
+from models.accounts import Account, Membership
 from models.contacts import Contact, EmailPreference
+from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.grants import granted_permissions
 from resolvers.invitations import revoke_pending
+from resolvers.outbox import queue_account_notice
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email, clean_optional_text, clean_person_name, clean_tax_id
 
@@ -201,5 +203,26 @@ async def delete_contact(
     await session.execute(delete(Contact).where(Contact.id == contact.id))
     record_event(session, actor=principal, action="contact.deleted",
                  account_id=contact.account_id, target=("contact", contact.id), before=before)
+    if membership is not None:
+        await _sub_account_removed(session, account_id=contact.account_id,
+                                   user_id=membership.user_id,
+                                   permissions=before["revoked_permissions"])
     await session.commit()
     return contact
+
+
+async def _sub_account_removed(
+    session: AsyncSession, *, account_id: int, user_id: int, permissions: list[str]
+) -> None:
+    """The GENERAL notice of a sub-account's removal: to the owner and the GENERAL contacts
+    that remain (the removed contact is gone by now, so it gets no copy)."""
+    account = await session.get(Account, account_id)
+    user = await session.get(User, user_id)
+    assert account is not None and user is not None
+    await queue_account_notice(
+        session, account_id=account.id, category=EmailPreference.GENERAL,
+        subject=f"Sub-account removed from {account.name}",
+        body=f"{user.name} ({user.email}) is no longer a sub-account of {account.name} "
+        f"({account.number}).\n\nPermissions revoked: {', '.join(permissions) or 'none'}\n",
+        related=("user", user.id),
+    )

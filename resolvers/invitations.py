@@ -41,13 +41,13 @@ from auth.sessions import IssuedTokens, SessionSettings, start_session
 from auth.throttle import count_in_window
 from models.accounts import Account, Membership
 from models.base import utcnow
-from models.contacts import Contact
+from models.contacts import Contact, EmailPreference
 from models.identity import Invitation
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
-from resolvers.outbox import link_to, queue_security_email
+from resolvers.outbox import link_to, queue_account_notice, queue_security_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_password, clean_person_name
@@ -365,6 +365,13 @@ async def accept_invitation(
                # What the invitation offered beyond the inviter's rights at acceptance.
                **({"withheld": permission_names(invited - inviter_holds)}
                   if invited - inviter_holds else {})},
+    )
+    await queue_account_notice(
+        session, account_id=account.id, category=EmailPreference.GENERAL,
+        subject=f"New sub-account on {account.name}",
+        body=f"{user.name} ({user.email}) accepted an invitation and is now a sub-account of "
+        f"{account.name} ({account.number}).\n\nPermissions: {', '.join(permissions) or 'none'}\n",
+        related=("user", user.id),
     )
     tokens = None
     if created:

@@ -52,11 +52,12 @@ def issued_body(invoice: Invoice, *, public_url: str) -> str:
     return "\n\n".join(paragraphs) + "\n"
 
 
-def queue_invoice_issued_email(
+async def queue_invoice_issued_email(
     session: AsyncSession, *, invoice: Invoice, recipients: Iterable[str], tunables: Tunables,
 ) -> list[Notification]:
-    """One outbox row per recipient, in the caller's transaction (the invoice run's)."""
-    return queue_email(
+    """One outbox row per recipient who has not opted out of INVOICE, in the caller's
+    transaction (the invoice run's)."""
+    return await queue_email(
         session, recipients=recipients, category=EmailPreference.INVOICE,
         subject=issued_subject(invoice.number),
         body=issued_body(invoice, public_url=tunables.public_url),

@@ -223,8 +223,8 @@ async def _issue(
         period=period, bill_to=bill_to, issued_at=now, tunables=tunables,
     )
     readers = [c.email for c in contacts if EmailPreference.INVOICE.value in c.email_preferences]
-    queue_invoice_issued_email(session, invoice=invoice, recipients=[bill_to.email, *readers],
-                               tunables=tunables)
+    await queue_invoice_issued_email(
+        session, invoice=invoice, recipients=[bill_to.email, *readers], tunables=tunables)
     return invoice
 
 

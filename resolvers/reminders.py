@@ -2,7 +2,8 @@
 
 The reminder is armed while the balance is at or above its threshold. A debit that takes the
 balance from ≥ threshold to < threshold, on an enabled and armed reminder, queues one email per
-recipient (the owner when there are none) in the debit's transaction and disarms it; a credit
+recipient (the owner when there are none), with a copy to every contact holding the CREDIT
+preference (DESIGN §1 Contacts), in the debit's transaction and disarms it; a credit
 that brings the balance back to ≥ threshold re-arms it. Every change runs with the account row
 locked (``resolvers.ledger.lock_accounts``), so two debits cannot both see the crossing.
 """
@@ -21,7 +22,7 @@ from models.credits import LowCreditReminder
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
-from resolvers.outbox import queue_email
+from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email_list
 
@@ -49,8 +50,9 @@ async def balance_changed(session: AsyncSession, account: Account, before: int) 
         if reminder.enabled and reminder.armed and before >= reminder.threshold > after:
             reminder.armed = False
             recipients = list(reminder.recipients) or [await owner_email(session, account)]
-            queue_email(
-                session, recipients=recipients, category=EmailPreference.CREDIT,
+            copies = await contacts_receiving(session, account.id, EmailPreference.CREDIT)
+            await queue_email(
+                session, recipients=[*recipients, *copies], category=EmailPreference.CREDIT,
                 subject=f"Low credit balance on {account.name}",
                 body=(f"The credit balance of {account.name} ({account.number}) is {after}, "
                       f"below your reminder threshold of {reminder.threshold}."),

@@ -19,7 +19,7 @@ from auth.permissions import Permission, Permissions, parse_permissions, permiss
 from auth.policy import AccessMap
 from auth.principals import Principal
 from models.accounts import Account, Membership
-from models.contacts import Contact
+from models.contacts import Contact, EmailPreference
 from models.identity import Invitation
 from models.users import User
 from resolvers.accounts import require_account
@@ -28,6 +28,7 @@ from resolvers.database import begin_write
 from resolvers.grants import granted_permissions
 from resolvers.contacts import require_contact
 from resolvers.invitations import create_invitation
+from resolvers.outbox import queue_account_notice
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 
@@ -115,6 +116,16 @@ async def set_sub_account_permissions(
             session, actor=principal, action="subaccount.permissions_changed",
             account_id=account_id, target=("user", user_id),
             before={"permissions": permission_names(current)}, after={"permissions": permission_names(granted)},
+        )
+        user = await session.get(User, user_id)
+        assert user is not None  # the membership goes with its user (ON DELETE CASCADE)
+        await queue_account_notice(
+            session, account_id=account_id, category=EmailPreference.GENERAL,
+            subject=f"Sub-account permissions changed on {account.name}",
+            body=f"The permissions of {user.name} ({user.email}) on {account.name} "
+            f"({account.number}) changed.\n\nBefore: {', '.join(permission_names(current)) or 'none'}"
+            f"\nNow: {', '.join(permission_names(granted)) or 'none'}\n",
+            related=("user", user_id),
         )
         await session.commit()
     return membership

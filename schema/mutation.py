@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from schema.account_mutations import AccountMutations
 from schema.billing import BillingMutations
 from schema.contacts import ContactMutations
+from schema.email_preferences import EmailPreferenceMutations
 from schema.links import LinkMutations
 from schema.payments import PaymentMutations
 from schema.sessions import SessionMutations
@@ -22,5 +23,5 @@ from schema.two_factor import TwoFactorMutations
 Mutation = merge_types(
     "Mutation",
     (SignInMutations, SessionMutations, AccountMutations, LinkMutations, ContactMutations, SubAccountMutations,
-     TicketMutations, BillingMutations, PaymentMutations, TwoFactorMutations),
+     TicketMutations, BillingMutations, PaymentMutations, TwoFactorMutations, EmailPreferenceMutations),
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from models.users import User as UserRow
-from schema.enums import StaffRole
+from resolvers.email_preferences import received
+from schema.enums import EmailPreference, StaffRole
 from schema.relay import encode_global_id
 
 
@@ -16,6 +17,7 @@ class User:
     name: str
     staff_role: StaffRole | None
     has_two_factor: strawberry.Private[bool]
+    email_opt_outs: strawberry.Private[list[str]]
 
     @strawberry.field(description="Identifies the user in mutations such as setSubAccountPermissions.")
     def id(self) -> strawberry.ID:
@@ -30,12 +32,23 @@ class User:
         principal = info.context.principal
         return self.has_two_factor if principal is not None and principal.user_id == self.pk else None
 
+    @strawberry.field(
+        description="The email categories your login receives (all but those you opted out of, "
+        "with setEmailPreferences); security mail is no category and always comes. Null on "
+        "every user but yourself: it is your own setting.",
+    )
+    def email_preferences(self, info: strawberry.Info) -> list[EmailPreference] | None:
+        principal = info.context.principal
+        if principal is None or principal.user_id != self.pk:
+            return None
+        return received(self.email_opt_outs)
+
     @classmethod
     def from_model(cls, row: UserRow) -> User:
         # ``row`` may be a plain table row (the loaders'), without the model's properties.
         return cls(
             pk=row.id, email=row.email, name=row.name, staff_role=row.staff_role,
-            has_two_factor=row.totp_enabled_at is not None,
+            has_two_factor=row.totp_enabled_at is not None, email_opt_outs=list(row.email_opt_outs or []),
         )
 
 

@@ -178,9 +178,9 @@ async def test_other_mail_about_an_invoice_stays_plain_text(
     async with create_session_factory(engine)() as session:
         invoice = await session.scalar(select(Invoice).where(Invoice.number == number))
         assert invoice is not None
-        queue_email(session, recipients=["ap@lodz.example"], category=EmailPreference.INVOICE,
-                    subject=f"Payment received for invoice {number}", body="Thank you.\n",
-                    account_id=customer.account_ids[0], related=("invoice", invoice.id))
+        await queue_email(session, recipients=["ap@lodz.example"], category=EmailPreference.INVOICE,
+                          subject=f"Payment received for invoice {number}", body="Thank you.\n",
+                          account_id=customer.account_ids[0], related=("invoice", invoice.id))
         await session.commit()
     await deliver(engine, settings, port)
     receipt = next(m for m in box.messages if m["Subject"].startswith("Payment received"))
@@ -195,8 +195,8 @@ async def test_a_pdf_that_cannot_be_made_fails_its_row_alone(
     box, port = mailbox
     await invoiced_customer(app, engine)
     async with create_session_factory(engine)() as session:
-        queue_email(session, recipients=["other@example.com"], category=EmailPreference.SUPPORT,
-                    subject="Unrelated", body="Still sent.", account_id=None)
+        await queue_email(session, recipients=["other@example.com"], category=EmailPreference.SUPPORT,
+                          subject="Unrelated", body="Still sent.", account_id=None)
         await session.commit()
 
     def broken(*args: Any) -> bytes:
