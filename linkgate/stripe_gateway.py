@@ -5,25 +5,35 @@ What Stripe calls are made, and why they are made that way:
 - a card is a PaymentMethod (made from the ``tok_…`` Stripe.js returned, or a ``pm_…`` it
   made itself) attached to one Stripe Customer per account, so it can be charged later with
   the customer away (``off_session``);
-- a charge is one PaymentIntent, created and confirmed in the same call, with the payment
-  row's key as Stripe's ``Idempotency-Key``: Stripe answers a repeat of the key with the same
-  PaymentIntent, so a retry after a timeout is never a second charge. Stripe keeps a key for
-  24 hours; a payment still pending after that is settled by the webhook (Stripe redelivers
-  an event for three days), not by a retry;
+- a charge is one PaymentIntent, in two steps. ``open_charge`` creates it unconfirmed (no
+  money can move), with the payment row's key as Stripe's ``Idempotency-Key`` so a repeat
+  returns the same PaymentIntent; the flow stores its ``pi_…`` on the payment row.
+  ``confirm_charge`` confirms that very PaymentIntent (``off_session``: Stripe only accepts
+  ``off_session`` when confirming). A PaymentIntent succeeds at most once: confirming one that
+  was already confirmed is Stripe's 400 ``payment_intent_unexpected_state``, answered here by
+  reading it back, never by a new charge. So a retry is safe however late it comes, also after
+  Stripe has forgotten the idempotency key (24 hours): the stored reference it never forgets;
+- ``check_charge`` reads a PaymentIntent without touching it and ``cancel_charge`` cancels
+  one nobody confirmed (``cancellation_reason=abandoned``): how an abandoned attempt is
+  settled without ever charging its card. Cancelling one that was confirmed meanwhile is
+  refused by Stripe; its real outcome is read back and answered instead;
 - requests go over httpx through ``HttpxTransport``, a ``stripe.HTTPClient`` of our own (the
   package's extension point): stripe's ``HTTPXClient`` sends the form body as httpx's
   deprecated ``data=``, which warns on every call;
 - no automatic retries in the client (``max_network_retries=0``): one click waits at most
-  ``LINKGATE_PAYMENT_TIMEOUT_SECONDS`` for Stripe, and the retry is the customer's (the same
-  idempotency key drives the same PaymentIntent again);
+  ``LINKGATE_PAYMENT_TIMEOUT_SECONDS`` for each Stripe call, and the retry is the customer's
+  (it drives the same stored PaymentIntent again);
 - a webhook delivery is verified with ``Webhook.construct_event``: the HMAC of the endpoint's
   secret over the timestamp and the body, and the timestamp within Stripe's tolerance
-  (5 minutes), so a delivery captured and replayed later is refused.
+  (5 minutes), so a delivery captured and replayed later is refused. The event says which
+  PaymentIntent it is about and its amount and currency, which the flow checks against the
+  payment before settling anything.
 
 Stripe's answers map onto the gateway interface: a card error (HTTP 402) is a decline with
 Stripe's decline code and its customer-safe message; a timeout, a network error, a 5xx, a 429
-or a 409 (the same key still in flight) is ``GatewayUnavailable``, the outcome being unknown.
-No log line here holds the API key, the webhook secret or a signature.
+or a 409 (the same key, or the same PaymentIntent, still in flight) is ``GatewayUnavailable``,
+the outcome being unknown. No log line here holds the API key, the webhook secret or a
+signature.
 """
 
 from __future__ import annotations
@@ -38,17 +48,19 @@ import stripe
 
 from linkgate.settings import Settings
 from resolvers.payment_gateway import (
-    CardOnFile, CardRejected, ChargeOutcome, GatewayUnavailable, InvalidWebhook, PaymentEvent,
+    ABANDONED_MESSAGE, CardOnFile, CardRejected, ChargeOutcome, GatewayUnavailable, InvalidWebhook,
+    PaymentEvent,
 )
 
 logger = logging.getLogger("linkgate.payments.stripe")
 
-# PaymentIntent status → what it means for the payment row. The statuses not listed
-# (``processing``, ``requires_action``, ``requires_confirmation``…) are not final: pending.
-_STATUSES = {"succeeded": "succeeded", "requires_payment_method": "declined", "canceled": "declined"}
 # The webhook events that settle a payment; Stripe sends many more, none of which do.
 _EVENTS = {"payment_intent.succeeded": "succeeded", "payment_intent.payment_failed": "declined"}
 DECLINED = "Your card was declined."
+# A cancelled PaymentIntent (``cancel_charge``): nothing was charged and nothing can be any
+# more. Answered as the ``test`` gateway answers it, so that every caller in the flow records an
+# abandoned attempt (not a card declined by its bank).
+CANCELLED_CODE = "abandoned"
 
 
 class HttpxTransport(stripe.HTTPClient):
@@ -166,40 +178,97 @@ class StripeGateway:
 
     # ------------------------------------------------------------------------------ charges
 
-    async def charge(
+    async def open_charge(
         self, *, card: CardOnFile, amount: int, currency: str, idempotency_key: str,
         description: str, metadata: dict[str, str],
-    ) -> ChargeOutcome:
+    ) -> str:
         params: dict[str, Any] = {
             "amount": amount, "currency": currency.lower(), "payment_method": card.processor_ref,
             # Cards only: no redirect-based method, so no return_url is needed off session.
-            "payment_method_types": ["card"], "confirm": True, "off_session": True,
+            # Not confirmed: no money moves until ``confirm_charge`` (Stripe accepts
+            # ``off_session`` only with a confirmation, so it is given there).
+            "payment_method_types": ["card"], "confirm": False,
             "description": description, "metadata": metadata,
         }
         if card.customer_ref:
             params["customer"] = card.customer_ref
         try:
-            intent = await self._client.v1.payment_intents.create_async(
+            intent = await self._intents.create_async(
                 params,  # type: ignore[arg-type]
                 options={"idempotency_key": idempotency_key},
             )
+        except stripe.StripeError as failure:
+            if isinstance(failure, stripe.InvalidRequestError) and not _in_flight(failure):
+                # Stripe refused to open it (the card detached there, the customer deleted):
+                # nothing opened, nothing charged. The interface has no "refused" answer for
+                # an open, so it is "no answer": the attempt stays pending, then abandoned.
+                logger.warning("stripe refused to open the charge %s: %s", idempotency_key,
+                               failure.code or "invalid_request")
+            raise _unavailable(f"open the charge {idempotency_key}", failure) from None
+        if not isinstance(intent.id, str) or not intent.id:
+            raise GatewayUnavailable("stripe: a PaymentIntent without an id")
+        return intent.id
+
+    async def confirm_charge(self, *, reference: str, card: CardOnFile) -> ChargeOutcome:
+        try:
+            intent = await self._intents.confirm_async(
+                reference, {"payment_method": card.processor_ref, "off_session": True},
+            )
         except stripe.CardError as declined:
             # Declined (or, off session, the bank wants the customer: authentication_required).
-            error = _error_of(declined)
-            intent_id = (error.get("payment_intent") or {}).get("id")
-            return _declined(intent_id, error)
+            return _declined(reference, _error_of(declined))
         except stripe.InvalidRequestError as refused:
             if _in_flight(refused):
-                raise _unavailable(f"charge {idempotency_key}", refused) from None
-            # Stripe refused the request itself (the card was detached there, the customer
-            # deleted): nothing was charged, so the invoice is free to be paid with another card.
-            logger.warning("stripe refused the charge %s: %s", idempotency_key, refused.code or "invalid_request")
-            return ChargeOutcome("declined", decline_code=(refused.code or "invalid_request")[:50],
+                raise _unavailable(f"confirm {reference}", refused) from None
+            # Already confirmed (an earlier try whose answer was lost), or cancelled: what Stripe
+            # holds is the answer, and nothing new is charged.
+            outcome = await self._read(reference, "confirm")
+            if outcome.status != "unconfirmed":
+                return outcome
+            # Stripe refused to confirm it (the card detached there, the customer deleted):
+            # nothing was charged, so the invoice is free to be paid with another card.
+            logger.warning("stripe refused to confirm %s: %s", reference, refused.code or "invalid_request")
+            return ChargeOutcome("declined", processor_ref=reference,
+                                 decline_code=(refused.code or "invalid_request")[:50],
                                  message="The card on file could not be charged; add it again or "
                                  "use another card.")
         except stripe.StripeError as failure:
-            raise _unavailable(f"charge {idempotency_key}", failure) from None
+            raise _unavailable(f"confirm {reference}", failure) from None
+        outcome = _intent_outcome(intent.to_dict())
+        # Stripe answered the confirmation but does not say it is confirmed: not known yet.
+        return ChargeOutcome("pending", processor_ref=reference) if outcome.status == "unconfirmed" else outcome
+
+    async def check_charge(self, *, reference: str) -> ChargeOutcome:
+        return await self._read(reference, "check")
+
+    async def cancel_charge(self, *, reference: str) -> ChargeOutcome:
+        try:
+            intent = await self._intents.cancel_async(reference, {"cancellation_reason": "abandoned"})
+        except stripe.InvalidRequestError as refused:
+            if _in_flight(refused):
+                raise _unavailable(f"cancel {reference}", refused) from None
+            # Confirmed meanwhile (it may have succeeded), or cancelled already: its real outcome.
+            outcome = await self._read(reference, "cancel")
+            if outcome.status == "unconfirmed":
+                logger.warning("stripe refused to cancel %s: %s", reference, refused.code or "invalid_request")
+                raise GatewayUnavailable("stripe: the charge can be neither cancelled nor read as settled")
+            return outcome
+        except stripe.StripeError as failure:
+            raise _unavailable(f"cancel {reference}", failure) from None
         return _intent_outcome(intent.to_dict())
+
+    async def _read(self, reference: str, action: str) -> ChargeOutcome:
+        """The PaymentIntent's outcome as Stripe holds it, touching nothing."""
+        try:
+            intent = await self._intents.retrieve_async(reference)
+        except stripe.StripeError as failure:
+            # Unknown to Stripe (another account's key?) is no answer either: it may be paid there.
+            raise _unavailable(f"{action} {reference} (reading it)", failure) from None
+        return _intent_outcome(intent.to_dict())
+
+    @property
+    def _intents(self) -> Any:
+        return self._client.v1.payment_intents
 
     # ----------------------------------------------------------------------------- webhooks
 
@@ -224,9 +293,11 @@ def _payment_event(event: dict[str, Any]) -> PaymentEvent | None:
     if kind not in _EVENTS:
         return None
     intent = event["data"]["object"]
-    intent_id = intent["id"]
+    intent_id, amount, currency = intent["id"], intent["amount"], intent["currency"]
     if not isinstance(intent_id, str) or not intent_id:
         raise ValueError("the PaymentIntent has no id")
+    if not isinstance(amount, int) or isinstance(amount, bool) or not isinstance(currency, str):
+        raise ValueError("the PaymentIntent has no amount or currency")
     metadata = {str(k): str(v) for k, v in (intent.get("metadata") or {}).items()}
     payment_id = metadata.get("payment_id", "")
     if _EVENTS[kind] == "succeeded":
@@ -234,15 +305,31 @@ def _payment_event(event: dict[str, Any]) -> PaymentEvent | None:
     else:
         outcome = _declined(intent_id, intent.get("last_payment_error") or {})
     return PaymentEvent(event_id=event_id, type=kind, outcome=outcome,
+                        amount=amount, currency=currency.upper(),
                         payment_id=int(payment_id) if payment_id.isdecimal() and len(payment_id) < 19 else None,
                         metadata=metadata)
 
 
 def _intent_outcome(intent: dict[str, Any]) -> ChargeOutcome:
-    status = _STATUSES.get(intent.get("status"), "pending")
-    if status == "declined":
-        return _declined(intent["id"], intent.get("last_payment_error") or {})
-    return ChargeOutcome(status, processor_ref=intent["id"])  # type: ignore[arg-type]
+    """What a PaymentIntent's status means for the payment row."""
+    intent_id, status = intent["id"], intent.get("status")
+    if status == "succeeded":
+        return ChargeOutcome("succeeded", processor_ref=intent_id)
+    if status == "canceled":
+        # Nothing was charged and nothing can be any more: the caller reads it as abandoned.
+        return ChargeOutcome("declined", processor_ref=intent_id, decline_code=CANCELLED_CODE,
+                             message=ABANDONED_MESSAGE)
+    if status == "requires_payment_method":
+        error = intent.get("last_payment_error")
+        if error:  # a confirmation was declined
+            return _declined(intent_id, error if isinstance(error, dict) else {})
+        return ChargeOutcome("unconfirmed", processor_ref=intent_id)
+    if status == "requires_confirmation":  # opened, never confirmed: no money asked for
+        return ChargeOutcome("unconfirmed", processor_ref=intent_id)
+    # Not final, money possibly on its way: processing (the bank has not answered),
+    # requires_action (not off session, but not a decline either), requires_capture, or a
+    # status new to us.
+    return ChargeOutcome("pending", processor_ref=intent_id)
 
 
 def _declined(intent_id: str | None, error: dict[str, Any]) -> ChargeOutcome:

@@ -44,7 +44,7 @@ from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.idempotency import clean_key
 from resolvers.invoice_documents import money
-from resolvers.outbox import queue_email
+from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.payment_gateway import (
     ABANDONED_MESSAGE, ChargeOutcome, GatewayUnavailable, PaymentEvent, PaymentGateway,
 )
@@ -207,14 +207,19 @@ async def _drive(
     session: AsyncSession, gateway: PaymentGateway, payment_id: int, *,
     tunables: Tunables, actor: Principal | None,
 ) -> Paid | list[UserError]:
-    """Open (once) and confirm a pending payment for the click that made it. A card removed
-    since is never confirmed: the attempt is only checked."""
+    """Open (once) and confirm a pending payment for the click that made it. Nothing is
+    confirmed unless the row is still pending and holds this very charge, and never with a
+    card removed since (then the attempt is only settled, as an abandoned one is)."""
     payment = await session.get(Payment, payment_id, populate_existing=True)
     assert payment is not None and payment.payment_method_id is not None
-    method = await session.get(PaymentMethod, payment.payment_method_id)
     invoice = await session.get(Invoice, payment.invoice_id)
-    assert method is not None and invoice is not None
+    assert invoice is not None
     await session.commit()  # nothing held while the processor works
+    if await _card_removed(session, payment.payment_method_id):
+        return await _answer(session, payment.id, await _resolve_abandoned(
+            session, gateway, payment.id, tunables=tunables, actor=actor))
+    method = await session.get(PaymentMethod, payment.payment_method_id)
+    assert method is not None
     card = card_of(method)
     try:
         reference = payment.processor_ref
@@ -224,48 +229,78 @@ async def _drive(
                 idempotency_key=processor_key(payment.id), description=f"Invoice {invoice.number}",
                 metadata={"payment_id": str(payment.id), "invoice": invoice.number},
             )
-            await _remember_reference(session, payment.id, reference)
-        if method.removed_at is not None:
-            outcome = await gateway.check_charge(reference=reference)
-            if outcome.status == "unconfirmed":
-                outcome = await gateway.cancel_charge(reference=reference)
-        else:
-            outcome = await gateway.confirm_charge(reference=reference, card=card)
+            if not await _remember_reference(session, payment.id, reference):
+                # Settled meanwhile (taken over as abandoned, or by a webhook): this charge
+                # is not the payment's, so it is cancelled, never confirmed.
+                await gateway.cancel_charge(reference=reference)
+                return await _answer(session, payment.id, None)
+        if await _card_removed(session, payment.payment_method_id):
+            return await _answer(session, payment.id, await _resolve_abandoned(
+                session, gateway, payment.id, tunables=tunables, actor=actor))
+        outcome = await gateway.confirm_charge(reference=reference, card=card)
     except GatewayUnavailable:
         return [_outcome_error(payment)]
-    settled = await settle_payment(session, payment.id, outcome, actor=actor, tunables=tunables)
-    if settled.status is PaymentStatus.SUCCEEDED:
-        invoice = await session.get(Invoice, settled.invoice_id, populate_existing=True)
-        assert invoice is not None
-        return Paid(invoice=invoice, payment=settled)
-    return [_outcome_error(settled)]
+    await settle_payment(session, payment.id, outcome, actor=actor, tunables=tunables)
+    return await _answer(session, payment.id, None)
 
 
-async def _remember_reference(session: AsyncSession, payment_id: int, reference: str) -> None:
-    """Stored before any money can move, so every later step names this very charge."""
-    await begin_write(session)
-    await session.execute(update(Payment).where(Payment.id == payment_id, Payment.processor_ref.is_(None))
-                          .values(processor_ref=reference[:100]))
+async def _card_removed(session: AsyncSession, method_id: int) -> bool:
+    removed = await session.scalar(select(PaymentMethod.removed_at).where(PaymentMethod.id == method_id))
     await session.commit()
+    return removed is not None
+
+
+async def _answer(session: AsyncSession, payment_id: int, refusal: UserError | None) -> Paid | list[UserError]:
+    """What a click hears about its payment, read back as it now stands."""
+    payment = await session.get(Payment, payment_id, populate_existing=True)
+    assert payment is not None
+    if payment.status is PaymentStatus.SUCCEEDED:
+        invoice = await session.get(Invoice, payment.invoice_id, populate_existing=True)
+        assert invoice is not None
+        await session.commit()
+        return Paid(invoice=invoice, payment=payment)
+    await session.commit()
+    if payment.status is PaymentStatus.PENDING and refusal is not None:
+        return [refusal]
+    return [_outcome_error(payment)]
+
+
+async def _remember_reference(session: AsyncSession, payment_id: int, reference: str) -> bool:
+    """Stored before any money can move, so every later step names this very charge; only on
+    a payment still pending with no charge yet. False if it was not stored."""
+    await begin_write(session)
+    stored = await session.execute(
+        update(Payment).where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING,
+                              Payment.processor_ref.is_(None))
+        .values(processor_ref=reference[:100]))
+    await session.commit()
+    return bool(stored.rowcount)
 
 
 async def _resolve_abandoned(
     session: AsyncSession, gateway: PaymentGateway, payment_id: int, *,
     tunables: Tunables, actor: Principal | None,
 ) -> UserError | None:
-    """Settle an abandoned attempt without charging it: paid → recorded as paid; never
-    confirmed → cancelled; no charge ever opened → nothing to ask. ``None`` when the invoice
-    is free again; otherwise why not (it was paid after all, or the charge is still running)."""
-    payment = await session.get(Payment, payment_id, populate_existing=True)
-    assert payment is not None
+    """Settle an abandoned attempt without charging it: paid → recorded as paid; confirmed and
+    declined, or never confirmed → cancelled (so nobody can confirm it later); no charge ever
+    opened → settled as abandoned under the payment's lock (so a late opening finds it settled
+    and cancels its charge). ``None`` when the invoice is free again; otherwise why not (it was
+    paid after all, or the charge is still running)."""
+    payment, _invoice = await _locked_payment(session, payment_id)
     reference = payment.processor_ref
+    if reference is None and payment.status is PaymentStatus.PENDING:
+        await _settle(session, _invoice, payment, ChargeOutcome(
+            "declined", decline_code=ABANDONED_CODE, message=ABANDONED_MESSAGE), actor=actor, tunables=tunables)
+        await session.commit()
+        return None
+    await session.commit()
     try:
-        if reference is None:
-            outcome = ChargeOutcome("declined", decline_code=ABANDONED_CODE, message=ABANDONED_MESSAGE)
-        else:
-            outcome = await gateway.check_charge(reference=reference)
-            if outcome.status == "unconfirmed":
-                outcome = await gateway.cancel_charge(reference=reference)
+        outcome = ChargeOutcome("declined") if reference is None else await gateway.check_charge(reference=reference)
+        if reference is not None and outcome.status in ("unconfirmed", "declined"):
+            cancelled = await gateway.cancel_charge(reference=reference)
+            # A decline keeps its own code; anything else is what the cancel found.
+            if not (outcome.status == "declined" and cancelled.status == "declined"):
+                outcome = cancelled
     except GatewayUnavailable:
         return IN_PROGRESS
     if outcome.status == "declined" and outcome.decline_code is None:
@@ -300,7 +335,7 @@ async def settle_payment(
 ) -> Payment:
     """Record what the processor said about a pending payment, once; commits."""
     payment, invoice = await _locked_payment(session, payment_id)
-    _settle(session, invoice, payment, outcome, actor=actor, tunables=tunables)
+    await _settle(session, invoice, payment, outcome, actor=actor, tunables=tunables)
     await session.commit()
     return payment
 
@@ -310,12 +345,12 @@ async def _locked_payment(session: AsyncSession, payment_id: int) -> tuple[Payme
     payment = await session.get(Payment, payment_id)
     assert payment is not None
     invoice = await _locked_invoice(session, payment.invoice_id)
-    payment = await session.get(Payment, payment_id, populate_existing=True)
+    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
     assert invoice is not None and payment is not None
     return payment, invoice
 
 
-def _settle(
+async def _settle(
     session: AsyncSession, invoice: Invoice, payment: Payment, outcome: ChargeOutcome, *,
     actor: Principal | None, tunables: Tunables,
 ) -> None:
@@ -330,7 +365,7 @@ def _settle(
     payment.settled_at = now
     if outcome.succeeded:
         payment.status = PaymentStatus.SUCCEEDED
-        _apply(session, invoice, payment, actor=actor, now=now, tunables=tunables)
+        await _apply(session, invoice, payment, actor=actor, now=now, tunables=tunables)
     else:
         payment.status = PaymentStatus.FAILED
         payment.failure_code = (outcome.decline_code or "card_declined")[:50]
@@ -341,7 +376,7 @@ def _settle(
                             "decline_code": payment.failure_code})
 
 
-def _apply(
+async def _apply(
     session: AsyncSession, invoice: Invoice, payment: Payment, *,
     actor: Principal | None, now: datetime, tunables: Tunables,
 ) -> None:
@@ -360,8 +395,11 @@ def _apply(
     paid = money(payment.amount, payment.currency)
     state = ("It is now paid in full." if invoice.status is InvoiceStatus.PAID
              else f"Still due: {money(invoice.amount_due, invoice.currency)}.")
-    queue_email(
-        session, recipients=[invoice.bill_to_email], category=EmailPreference.INVOICE,
+    await queue_email(
+        session, category=EmailPreference.INVOICE,
+        # An invoice email like the invoice itself: to the bill-to, copied to INVOICE contacts.
+        recipients=[invoice.bill_to_email, *await contacts_receiving(
+            session, invoice.payer_account_id, EmailPreference.INVOICE)],
         subject=f"Payment received for invoice {invoice.number}",
         body=(f"Hello {invoice.bill_to_name},\n\nWe received {paid} for invoice {invoice.number} "
               f"on {now:%Y-%m-%d}. {state}\n\n{tunables.public_url}/invoices\n"),
@@ -398,7 +436,7 @@ async def apply_gateway_event(
         await session.rollback()
         return False
     if payment is not None and invoice is not None:
-        _settle(session, invoice, payment, event.outcome, actor=None, tunables=tunables)
+        await _settle(session, invoice, payment, event.outcome, actor=None, tunables=tunables)
     await session.commit()  # the event id is kept even when it names no payment of ours
     return True
 
@@ -468,7 +506,7 @@ async def record_payment(
     except IntegrityError:  # the same key at the same moment: the other one recorded it
         await session.rollback()
         return [IN_PROGRESS]
-    _apply(session, invoice, payment, actor=staff, now=now, tunables=tunables)
+    await _apply(session, invoice, payment, actor=staff, now=now, tunables=tunables)
     await session.commit()
     return Paid(invoice=invoice, payment=payment)
 

@@ -13,19 +13,33 @@ What it does, following Stripe's test mode:
   when attached; any other token: 400 ``resource_missing``. (Stripe itself may already
   refuse ``tok_chargeDeclined`` when it is attached; the stub follows the ``test`` gateway,
   where it declines the charge. Both paths are the gateway's, and both are tested.)
+- a PaymentIntent is created unconfirmed (``requires_confirmation``: no money moves; Stripe's
+  400 if ``off_session`` comes without ``confirm``) and confirmed by
+  ``POST /v1/payment_intents/{id}/confirm``, where the card does what it does: a decline is a
+  402 ``card_error`` and leaves the PaymentIntent ``requires_payment_method`` with its
+  ``last_payment_error``; a card that pays leaves it ``succeeded`` (or ``processing``, see
+  ``charge_status``). Money is counted only there, once per PaymentIntent: confirming one
+  that was confirmed before (succeeded, processing, cancelled) is Stripe's 400
+  ``payment_intent_unexpected_state``, and charges nothing. ``GET /v1/payment_intents/{id}``
+  reads one; ``POST …/cancel`` cancels one unless it succeeded or is processing (400);
 - ``Idempotency-Key``: a repeat of a key with the same parameters answers the first answer
-  again (a 402 too) with ``Idempotent-Replayed: true``, and charges nothing new; with other
-  parameters it is a 400 ``idempotency_error``;
+  again (a 402 too) with ``Idempotent-Replayed: true``, and does nothing new; with other
+  parameters it is a 400 ``idempotency_error``. ``forget_idempotency_keys`` is Stripe 24
+  hours later: every key is new again;
 - a request whose key is still being answered gets Stripe's 409 ``idempotency_key_in_use``;
-- it counts what was charged (per key and in total) and every request, and can be told to
-  answer slowly (the charge made, the answer late: a timeout whose outcome is a success),
-  or not at all (an outage: 500, 503 or 429 for every request);
+  a request about a PaymentIntent whose confirmation is still being answered, Stripe's 429
+  ``lock_timeout``;
+- it counts what was charged (per key of the create, per card, in total) and every request,
+  and can be told to answer slowly (the confirmation made, the answer late: a timeout whose
+  outcome is a success; or the PaymentIntent created, its id late), or not at all (an
+  outage: 500, 503 or 429 for every request, or for confirmations only);
 - ``signed_event`` builds a webhook delivery as Stripe signs it: the header
   ``t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import itertools
@@ -91,16 +105,23 @@ class Answer:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    delay: float = 0.0  # seconds to hold it (what it did is done already)
+    locks: str | None = None  # the PaymentIntent locked until it is sent
 
 
 @dataclass
 class StripeStub:
     api_key: str = field(default_factory=lambda: "sk_test_" + secrets.token_urlsafe(24))
     webhook_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_urlsafe(24))
-    # Seconds to hold the answer to POST /v1/payment_intents, after the charge is made.
+    # Seconds to hold the answer to a confirmation, after the charge is made (the
+    # PaymentIntent stays locked meanwhile, as Stripe's are while a request works on them).
     slow_charges: float = 0.0
+    # Seconds to hold the answer to POST /v1/payment_intents, after the PaymentIntent is made.
+    slow_opens: float = 0.0
     # Answer every request with this HTTP status and do nothing (500, 503, 429).
     outage: int | None = None
+    # The same, for confirmations only: the PaymentIntent opened, never confirmed.
+    confirm_outage: int | None = None
     # What a card that pays leaves the PaymentIntent as: "succeeded", or "processing".
     charge_status: str = "succeeded"
 
@@ -111,9 +132,14 @@ class StripeStub:
         self.intents: dict[str, dict[str, Any]] = {}
         self.behaviour: dict[str, str | None] = {}  # pm id → decline code or None
         self.replies: dict[str, tuple[dict[str, Any], Answer]] = {}  # idempotency key → first answer
-        self.charges: Counter[str] = Counter()  # idempotency key → money taken (0 or 1)
+        # Key of the request that created the PaymentIntent (or its id) → money taken (0 or 1).
+        self.charges: Counter[str] = Counter()
+        self.charged_cards: Counter[str] = Counter()  # pm id → money taken with it
         self.attempts: Counter[str] = Counter()  # idempotency key → requests with it
+        # pi id → confirmation requests (one refused as locked too; not one in a confirm_outage)
+        self.confirms: Counter[str] = Counter()
         self.in_flight: set[str] = set()  # keys whose first request is still being answered
+        self.locked: set[str] = set()  # PaymentIntents whose confirmation is being answered
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.server: ThreadingHTTPServer | None = None
 
@@ -149,10 +175,25 @@ class StripeStub:
             return sum(self.charges.values())
 
     def intent_for(self, idempotency_key: str) -> dict[str, Any]:
-        """The PaymentIntent the first request with this key made."""
+        """The (first) PaymentIntent created with this key, as it is now."""
+        intents = self.intents_for(idempotency_key)
+        assert intents, f"no PaymentIntent was created with {idempotency_key}"
+        return intents[0]
+
+    def intents_for(self, idempotency_key: str) -> list[dict[str, Any]]:
+        """Every PaymentIntent created with this key (more than one only once the key was
+        forgotten), as they are now."""
         with self.lock:
-            reply = self.replies[idempotency_key][1].body
-        return reply.get("error", {}).get("payment_intent") or reply
+            return [_public(i) for i in self.intents.values() if i["_key"] == idempotency_key]
+
+    def intent(self, intent_id: str) -> dict[str, Any]:
+        with self.lock:
+            return _public(self.intents[intent_id])
+
+    def forget_idempotency_keys(self) -> None:
+        """Stripe 24 hours later: it no longer knows any key, so a repeat is a new request."""
+        with self.lock:
+            self.replies.clear()
 
     # ------------------------------------------------------------------------- webhooks
 
@@ -186,9 +227,8 @@ class StripeStub:
         with self.lock:
             stored = self.intents[intent["id"]]
             stored["status"] = status
-            if status == "succeeded" and self.charges[stored["_key"]] == 0:
-                stored["amount_received"] = stored["amount"]
-                self.charges[stored["_key"]] = 1
+            if status == "succeeded" and not stored["amount_received"]:
+                self._take_money(stored)
             if decline_code is not None:
                 stored["last_payment_error"] = {
                     "type": "card_error", "code": "card_declined", "decline_code": decline_code,
@@ -215,10 +255,13 @@ class StripeStub:
             given = headers.get("authorization", "").removeprefix("Bearer ")
             return _error(401, "invalid_request_error", None,
                           f"Invalid API Key provided: {given[:8]}****{given[-4:]}")
+        if self.confirm_outage is not None and _CONFIRM.fullmatch(path):
+            return _error(self.confirm_outage, "api_error", None, "Stripe could not confirm (the stub's outage).")
         key = headers.get("idempotency-key")
         if method != "POST" or not key:
             with self.lock:
-                return self._route(method, path, form, key)
+                answer = self._route(method, path, form, key)
+            return self._held(answer)
         with self.lock:
             self.attempts[key] += 1
             if key in self.in_flight:
@@ -237,14 +280,42 @@ class StripeStub:
             answer = self._route(method, path, form, key)
             self.replies[key] = ({"path": path, **form}, answer)
         try:
-            if path == "/v1/payment_intents" and self.slow_charges:
-                time.sleep(self.slow_charges)  # the charge is made; the answer comes late
+            return self._held(answer)
         finally:
             with self.lock:
                 self.in_flight.discard(key)
+
+    def _held(self, answer: Answer) -> Answer:
+        """Sends ``answer`` late if it is to be (what it did is done already)."""
+        try:
+            if answer.delay:
+                time.sleep(answer.delay)
+        finally:
+            if answer.locks:
+                with self.lock:
+                    self.locked.discard(answer.locks)
         return answer
 
     def _route(self, method: str, path: str, form: dict[str, Any], key: str | None) -> Answer:
+        intent = _INTENT.fullmatch(path)
+        if intent:
+            intent_id, action = intent.group(1), intent.group(2)
+            if (method, action) not in {("GET", None), ("POST", "confirm"), ("POST", "cancel")}:
+                return _error(404, "invalid_request_error", "resource_missing",
+                              f"Unrecognized request URL ({method} {path}).")
+            stored = self.intents.get(intent_id)
+            if stored is None:
+                return _error(404, "invalid_request_error", "resource_missing",
+                              f"No such payment_intent: '{intent_id}'", param="intent")
+            if action is None:
+                return Answer(200, _public(stored))
+            if action == "confirm":
+                self.confirms[intent_id] += 1
+            if intent_id in self.locked:
+                return _error(429, "invalid_request_error", "lock_timeout",
+                              "This object cannot be accessed right now because another API request "
+                              "or Stripe process is currently accessing it.")
+            return self._confirm(stored, form) if action == "confirm" else self._cancel(stored)
         if method != "POST":
             return _error(404, "invalid_request_error", "resource_missing", f"Unrecognized request URL ({method} {path}).")
         if path == "/v1/customers":
@@ -259,7 +330,7 @@ class StripeStub:
         if attach:
             return self._attach(attach.group(1), attach.group(2), form)
         if path == "/v1/payment_intents":
-            return self._charge(form, key)
+            return self._open(form, key)
         return _error(404, "invalid_request_error", "resource_missing", f"Unrecognized request URL (POST {path}).")
 
     def _new_method(self, form: dict[str, Any]) -> Answer:
@@ -301,14 +372,28 @@ class StripeStub:
         method["customer"] = form["customer"]
         return Answer(200, method)
 
-    def _charge(self, form: dict[str, Any], key: str | None) -> Answer:
-        method = self.methods.get(form.get("payment_method", ""))
+    def _attached_method(self, method_id: str, customer: Any) -> dict[str, Any] | Answer:
+        method = self.methods.get(method_id)
         if method is None:
             return _error(400, "invalid_request_error", "resource_missing",
-                          f"No such PaymentMethod: '{form.get('payment_method')}'", param="payment_method")
-        if method["customer"] is None or method["customer"] != form.get("customer"):
+                          f"No such PaymentMethod: '{method_id}'", param="payment_method")
+        if method["customer"] is None or method["customer"] != customer:
             return _error(400, "invalid_request_error", "payment_method_unexpected_state",
                           "The provided PaymentMethod is not attached to this customer.", param="payment_method")
+        return method
+
+    def _open(self, form: dict[str, Any], key: str | None) -> Answer:
+        confirm = form.get("confirm") == "true"
+        if "off_session" in form and not confirm:
+            return _error(400, "invalid_request_error", None,
+                          "You may only specify `off_session` when confirming the PaymentIntent "
+                          "(set `confirm` to true).", param="off_session")
+        method: dict[str, Any] | None = None
+        if form.get("payment_method"):
+            found = self._attached_method(form["payment_method"], form.get("customer"))
+            if isinstance(found, Answer):
+                return found
+            method = found
         try:
             amount = int(form["amount"])
         except (KeyError, ValueError):
@@ -317,31 +402,83 @@ class StripeStub:
         intent: dict[str, Any] = {
             "id": _id("pi"), "object": "payment_intent", "amount": amount, "amount_received": 0,
             "currency": form.get("currency"), "customer": form.get("customer"),
-            "payment_method": method["id"], "description": form.get("description"),
+            "payment_method": method["id"] if method else None, "description": form.get("description"),
             "metadata": form.get("metadata", {}), "created": int(time.time()), "livemode": False,
             "confirmation_method": "automatic", "capture_method": "automatic",
             "payment_method_types": form.get("payment_method_types", ["card"]),
-            "status": "requires_payment_method", "last_payment_error": None, "latest_charge": None,
-            "_key": key or "",
+            "status": "requires_confirmation" if method else "requires_payment_method",
+            "last_payment_error": None, "latest_charge": None, "canceled_at": None,
+            "cancellation_reason": None, "_key": key or "",
         }
+        intent["_key"] = intent["_key"] or intent["id"]
         self.intents[intent["id"]] = intent
+        if confirm:
+            self.confirms[intent["id"]] += 1
+            return self._confirm(intent, {k: v for k, v in form.items() if k == "off_session"})
+        return Answer(200, _public(intent), delay=self.slow_opens)
+
+    def _confirm(self, intent: dict[str, Any], form: dict[str, Any]) -> Answer:
+        """Takes the money, once: only a PaymentIntent nobody confirmed (or one declined, with
+        a payment method again) can be confirmed."""
+        if intent["status"] not in {"requires_confirmation", "requires_payment_method"}:
+            return _error(400, "invalid_request_error", "payment_intent_unexpected_state",
+                          f"You cannot confirm this PaymentIntent because it has a status of "
+                          f"{intent['status']}.", payment_intent=_public(intent))
+        if form.get("payment_method"):
+            found = self._attached_method(form["payment_method"], intent["customer"])
+            if isinstance(found, Answer):
+                return found
+            intent["payment_method"] = found["id"]
+        elif intent["payment_method"] is None or intent["status"] == "requires_payment_method":
+            return _error(400, "invalid_request_error", "payment_intent_unexpected_state",
+                          "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                          payment_intent=_public(intent))
+        method = self.methods[intent["payment_method"]]
+        if method["customer"] is None or method["customer"] != intent["customer"]:
+            return _error(400, "invalid_request_error", "payment_method_unexpected_state",
+                          "The provided PaymentMethod was previously used without being attached to a "
+                          "Customer or was detached from a Customer, and may not be used again.",
+                          param="payment_method")
         decline = self.behaviour.get(method["id"])
         if decline is not None:
             message = DECLINE_MESSAGES.get(decline, "Your card was declined.")
+            intent["status"] = "requires_payment_method"
             intent["last_payment_error"] = {"type": "card_error", "code": "card_declined",
                                             "decline_code": decline, "message": message}
             return _error(402, "card_error", "card_declined", message, decline_code=decline,
                           payment_intent=_public(intent), charge=_id("ch"))
-        intent["status"] = self.charge_status
+        intent["status"], intent["last_payment_error"] = self.charge_status, None
         if self.charge_status == "succeeded":
-            intent["amount_received"] = amount
-            intent["latest_charge"] = _id("ch")
-            self.charges[key or intent["id"]] += 1
+            self._take_money(intent)
+        answer = Answer(200, _public(intent), delay=self.slow_charges)
+        if self.slow_charges:
+            self.locked.add(intent["id"])
+            answer.locks = intent["id"]
+        return answer
+
+    def _cancel(self, intent: dict[str, Any]) -> Answer:
+        if intent["status"] in {"succeeded", "processing", "canceled"}:
+            return _error(400, "invalid_request_error", "payment_intent_unexpected_state",
+                          f"You cannot cancel this PaymentIntent because it has a status of "
+                          f"{intent['status']}.", payment_intent=_public(intent))
+        intent["status"], intent["canceled_at"] = "canceled", int(time.time())
+        intent["cancellation_reason"] = "abandoned"
         return Answer(200, _public(intent))
+
+    def _take_money(self, intent: dict[str, Any]) -> None:
+        assert not intent["amount_received"], "the stub would charge a PaymentIntent twice"
+        intent["amount_received"] = intent["amount"]
+        intent["latest_charge"] = _id("ch")
+        self.charges[intent["_key"]] += 1
+        self.charged_cards[intent["payment_method"]] += 1
+
+
+_INTENT = re.compile(r"/v1/payment_intents/([\w-]+)(?:/(confirm|cancel))?")
+_CONFIRM = re.compile(r"/v1/payment_intents/[\w-]+/confirm")
 
 
 def _public(intent: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in intent.items() if not k.startswith("_")}
+    return copy.deepcopy({k: v for k, v in intent.items() if not k.startswith("_")})
 
 
 def _error(status: int, kind: str, code: str | None, message: str, **extra: Any) -> Answer:
