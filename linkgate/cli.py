@@ -1,5 +1,5 @@
-"""The ``linkgate`` command: serve, db upgrade, export-schema, send-notifications, invoice-run,
-create-staff."""
+"""The ``linkgate`` command: serve, db upgrade, export-schema, send-notifications, receive-mail,
+invoice-run, create-staff."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def cmd_send_notifications(args: argparse.Namespace) -> int:
     Sending needs LINKGATE_SECRET_KEY (outside demo mode): invoice emails carry the invoice
     PDF, which prints the account's enrollment token, derived from it. Only marking rows as
     sent (no LINKGATE_SMTP_URL) renders nothing and needs no key."""
-    from linkgate.notifications import smtp_server
+    from linkgate.notifications import mailboxes_of, smtp_server
     from models.database import create_engine, create_session_factory
     from resolvers.delivery import deliver_notifications
     from resolvers.invoice_documents import Printing
@@ -265,7 +265,7 @@ def cmd_send_notifications(args: argparse.Namespace) -> int:
             report = await deliver_notifications(
                 create_session_factory(engine), smtp=smtp, sender=settings.mail_from,
                 max_attempts=settings.notification_max_attempts, limit=args.limit,
-                printing=printing,
+                printing=printing, mailboxes=mailboxes_of(settings),
             )
             return report.sent, report.failed, report.marked
         finally:
@@ -277,6 +277,28 @@ def cmd_send_notifications(args: argparse.Namespace) -> int:
     else:
         print(f"Sent {sent} notification(s); {failed} failed and stay queued.")
     return 1 if failed else 0
+
+
+def cmd_receive_mail(args: argparse.Namespace) -> int:
+    """Run the SMTP listener for tickets by email until SIGINT/SIGTERM (DESIGN §1 Tickets).
+
+    Like ``serve --no-upgrade`` it migrates nothing: it runs beside the gateway, against a
+    database `linkgate db upgrade` (or `serve`) has already brought up to date."""
+    from linkgate.mail_listener import receive_until_stopped
+
+    settings = _settings()
+    host = args.host or settings.inbound_smtp_host
+    port = args.port or settings.inbound_smtp_port
+    _check_address(host, port)
+    _with_database(settings, lambda: _require_current_schema(settings))
+
+    def ready() -> None:
+        print(f"Receiving mail on {host}:{port} for {settings.support_address} (TECHNICAL) and "
+              f"{settings.billing_address} (BILLING).", flush=True)
+
+    asyncio.run(receive_until_stopped(settings, host=host, port=port, ready=ready))
+    print("Mail listener stopped.")
+    return 0
 
 
 def cmd_invoice_run(args: argparse.Namespace) -> int:
@@ -358,6 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--limit", type=_bounded_int(1, 1_000_000), default=None,
                       help="at most this many messages")
     send.set_defaults(handler=cmd_send_notifications)
+
+    receive = commands.add_parser(
+        "receive-mail",
+        help="run the SMTP listener for tickets by email (LINKGATE_SUPPORT_ADDRESS, "
+        "LINKGATE_BILLING_ADDRESS) until stopped",
+    )
+    receive.add_argument("--host", default=None,
+                         help="default: LINKGATE_INBOUND_SMTP_HOST (127.0.0.1)")
+    receive.add_argument("--port", type=_bounded_int(1, 65_535), default=None,
+                         help="default: LINKGATE_INBOUND_SMTP_PORT (2525)")
+    receive.set_defaults(handler=cmd_receive_mail)
 
     invoice_run = commands.add_parser(
         "invoice-run", help="invoice every uninvoiced charge of an ended month (idempotent)"

@@ -22,6 +22,11 @@ paid its August and September consolidated invoices; the other paid invoices wer
 transfers recorded by finance; Labs' September invoice was voided (its fee waived). The
 enrollment tokens are derived like everywhere else (auth/enrollment.py), so each invoice PDF
 prints the token that links its account.
+
+Tickets by email: the head office's contacts write to the support address, as ``linkgate
+receive-mail`` records it (an ``inbound_messages`` row per message, the messages ``via`` EMAIL):
+TKT-100002 (closed) from the reception, and TKT-100005 from the support contact, with the
+backup report attached, answered by the agent and replied to by email.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod
 from models.notifications import Notification
 from models.payments import Payment, PaymentKind, PaymentMethod, PaymentStatus
 from models.services import Service, ServiceStatus
-from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
+from models.tickets import (
+    AuthorKind, Department, InboundMessage, Ticket, TicketAttachment, TicketMessage, TicketStatus,
+)
 from models.users import StaffRole, User
 from linkgate.settings import DEMO_SELLER
 from resolvers.invoice_documents import money
@@ -181,6 +188,9 @@ class _Message(NamedTuple):
     author: str  # a user's or a contact's email
     body: str
     at: str
+    # Sent to the support address rather than typed in the dashboard (``receive-mail``).
+    by_email: bool = False
+    attachment: tuple[str, str, bytes] | None = None  # (filename, content type, data)
 
 
 class _Ticket(NamedTuple):
@@ -334,12 +344,12 @@ _TICKETS: tuple[_Ticket, ...] = (
             Department.TECHNICAL, TicketStatus.CLOSED, "office@northwind.example", (
                 _Message("office@northwind.example", "Since this morning nothing arrives in "
                          "reception@northwind.example. Senders get no bounce.",
-                         "2026-10-05 08:45"),
+                         "2026-10-05 08:45", by_email=True),
                 _Message(AGENT, "The mailbox had reached its quota, so new mail was held. We "
                          "raised the quota to 10 GB and released the held messages.",
                          "2026-10-05 10:20"),
                 _Message("office@northwind.example", "It works again, thank you.",
-                         "2026-10-05 11:00"),
+                         "2026-10-05 11:00", by_email=True),
             )),
     _Ticket("TKT-100003", HEAD_OFFICE, "DNS records for staging.northwind.example",
             Department.TECHNICAL, TicketStatus.CUSTOMER_REPLY, DEV, (
@@ -355,7 +365,26 @@ _TICKETS: tuple[_Ticket, ...] = (
                 _Message(EVE, "Our newsletter tool asks us to include its servers in the SPF "
                          "record of contoso.example. How do we change it?", "2026-11-07 14:25"),
             )),
+    # Written in by the head office's support contact (no login): a ticket by email.
+    _Ticket("TKT-100005", HEAD_OFFICE, "Nightly backup of the file server fails",
+            Department.TECHNICAL, TicketStatus.CUSTOMER_REPLY, "it@northwind.example", (
+                _Message("it@northwind.example", "Since Monday the nightly backup of "
+                         "files.northwind.example stops after a few minutes. The backup report "
+                         "is attached.", "2026-11-09 08:12", by_email=True,
+                         attachment=("backup-report.txt", "text/plain",
+                                     b"2026-11-09 02:00:01 backup started (files.northwind.example)\n"
+                                     b"2026-11-09 02:03:47 error: quota exceeded on backup target\n"
+                                     b"2026-11-09 02:03:47 backup aborted\n")),
+                _Message(AGENT, "The backup target had run out of space. We doubled it to 2 TB; "
+                         "tonight's backup should run through. Please tell us if it does not.",
+                         "2026-11-09 10:30"),
+                _Message("it@northwind.example", "Thank you! I started one by hand and it "
+                         "finished without errors.", "2026-11-09 11:02", by_email=True),
+            )),
 )
+# Where the demo's customers wrote to: LINKGATE_SUPPORT_ADDRESS / _BILLING_ADDRESS's defaults.
+_INBOUND_ADDRESS = {Department.TECHNICAL: "support@linkgate.example",
+                    Department.BILLING: "billing@linkgate.example"}
 
 _ACTION_LINK_CREATED = "link.created"
 _ACTION_SUB_ACCOUNT_ACTIVATED = "subaccount.activated"
@@ -738,15 +767,19 @@ async def _seed_tickets(session: AsyncSession, seeded: _Seeded) -> None:
         )
         session.add(ticket)
         await session.flush()
-        for message in spec.messages:
+        for index, message in enumerate(spec.messages):
             author = seeded.users.get(message.author)
             is_staff = bool(author and author.staff_role)
-            session.add(TicketMessage(
+            row = TicketMessage(
                 ticket_id=ticket.id, author_user_id=author.id if author else None,
                 author_name=seeded.person_name(spec.account, message.author),
                 author_kind=AuthorKind.STAFF if is_staff else AuthorKind.CUSTOMER,
                 body=message.body, created_at=_at(message.at),
-            ))
+                via="EMAIL" if message.by_email else "PORTAL",
+            )
+            session.add(row)
+            if message.by_email:
+                await _seed_inbound(session, spec, ticket, row, index, message)
             if is_staff:
                 seeded.notify(account, _reply_recipients(seeded, account, spec),
                               EmailPreference.SUPPORT, f"[{spec.number}] {spec.subject}",
@@ -754,10 +787,32 @@ async def _seed_tickets(session: AsyncSession, seeded: _Seeded) -> None:
     await session.flush()
 
 
+async def _seed_inbound(session: AsyncSession, spec: _Ticket, ticket: Ticket, row: TicketMessage,
+                        index: int, message: _Message) -> None:
+    """What ``linkgate receive-mail`` records of a message it took: the inbound row, and the
+    file that came with it."""
+    session.add(InboundMessage(
+        message_id=f"<demo-{spec.number.lower()}-{index + 1}@mail.northwind.example>",
+        sender=message.author, recipient=_INBOUND_ADDRESS[spec.department],
+        subject=spec.subject if index == 0 else f"Re: [{spec.number}] {spec.subject}",
+        outcome="opened" if index == 0 else "replied", ticket_id=ticket.id,
+        received_at=_at(message.at),
+    ))
+    if message.attachment is not None:
+        await session.flush()
+        filename, content_type, data = message.attachment
+        session.add(TicketAttachment(ticket_message_id=row.id, filename=filename,
+                                     content_type=content_type, size=len(data), data=data,
+                                     created_at=_at(message.at)))
+
+
 def _reply_recipients(seeded: _Seeded, account: Account, spec: _Ticket) -> list[str]:
-    """DESIGN §1 Tickets: who is emailed when staff replies."""
+    """DESIGN §1 Tickets: who is emailed when staff replies (and the SUPPORT copies of what
+    goes to the owner, DESIGN §1 Contacts)."""
     owner = seeded.owner_of(account).email
+    contacts = seeded.contacts_of(account)
+    copies = [c.email for c in contacts if EmailPreference.SUPPORT.value in c.email_preferences]
     if spec.opener == owner:
-        support = [c.email for c in seeded.contacts_of(account) if c.is_support_contact]
-        return [owner, *support, *spec.cc_emails]
-    return [spec.opener, owner, *spec.cc_emails]
+        support = [c.email for c in contacts if c.is_support_contact]
+        return [owner, *support, *copies, *spec.cc_emails]
+    return [spec.opener, owner, *copies, *spec.cc_emails]

@@ -11,6 +11,7 @@ from email.utils import parseaddr
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     notification_max_attempts: int = Field(default=10, ge=1, le=1000)
     # 0: no background delivery in ``serve`` (run ``linkgate send-notifications`` from cron).
     notification_interval_seconds: float = Field(default=0, ge=0)
+    # Tickets by email (``linkgate receive-mail``): where the listener binds, the addresses it
+    # takes mail for (each names the department of the tickets it opens), and the largest
+    # message it reads (anything bigger is refused with 552 while it streams in).
+    inbound_smtp_host: str = "127.0.0.1"
+    inbound_smtp_port: int = Field(default=2525, ge=1, le=65_535)
+    support_address: str = "support@linkgate.example"
+    billing_address: str = "billing@linkgate.example"
+    inbound_max_bytes: int = Field(default=10 * 1024 * 1024, ge=10_000, le=64 * 1024 * 1024)
 
     token_issuer: str = Field(default="linkgate", min_length=1, max_length=200)
     # Access tokens are short-lived; a session lives on through its rotating refresh tokens.
@@ -168,6 +177,30 @@ class Settings(BaseSettings):
             raise ValueError("not an email address like 'Linkgate <notifications@example.com>'")
         return value
 
+    @field_validator("support_address", "billing_address")
+    @classmethod
+    def _bare_address(cls, value: str) -> str:
+        """A bare address (the listener compares it with ``RCPT TO``), stored lower-cased."""
+        try:
+            checked = validate_email(value.strip(), check_deliverability=False)
+        except EmailNotValidError:
+            raise ValueError("not a bare email address like support@example.com") from None
+        return checked.normalized.lower()
+
+    @field_validator("inbound_smtp_host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        """An IP address or a host name (the listener binds to it)."""
+        value = value.strip()
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        label = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+        if not re.fullmatch(rf"{label}(\.{label})*\.?", value) or len(value) > 253:
+            raise ValueError("not an IP address or host name to listen on, like 127.0.0.1 or 0.0.0.0")
+        return value
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
@@ -260,6 +293,9 @@ class Settings(BaseSettings):
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.default_page_size > self.max_page_size:
             raise ValueError("LINKGATE_DEFAULT_PAGE_SIZE: cannot be over LINKGATE_MAX_PAGE_SIZE")
+        if self.support_address == self.billing_address:
+            raise ValueError("LINKGATE_BILLING_ADDRESS: cannot be LINKGATE_SUPPORT_ADDRESS (the "
+                             "address a message is sent to decides its ticket's department)")
         if self.payment_gateway == "stripe" and (self.stripe_api_key is None or self.stripe_webhook_secret is None):
             raise ValueError("LINKGATE_PAYMENT_GATEWAY: stripe needs LINKGATE_STRIPE_API_KEY and "
                              "LINKGATE_STRIPE_WEBHOOK_SECRET")

@@ -18,6 +18,12 @@ A message is the row's plain text, except an issued invoice's email (``resolvers
 that one is text and HTML (the same text, rendered) as alternatives, with the invoice's PDF
 attached, rendered at send time from the invoice's snapshot. Other mail stays plain text: for
 security mail, plain links are the point.
+
+A ticket's email (``related_type`` "ticket") is threaded: ``Reply-To`` is the inbound address
+of the ticket's department (``linkgate receive-mail`` takes the reply), and ``In-Reply-To`` /
+``References`` name the ticket's thread root ``<ticket-{id}@domain>`` (after the Message-ID of
+the email that opened it, when it came by email), so every email about one ticket lands in one
+thread, and a reply names its ticket even with the ``[TKT-…]`` taken out of the subject.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -39,9 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from models.base import utcnow
 from models.notifications import Notification
+from models.tickets import InboundMessage, Ticket
 from resolvers.invoice_documents import Printing, load_document, render_pdf
 from resolvers.invoice_emails import RELATED_TYPE, is_issued_email
+from resolvers.ticket_mutations import RELATED_TYPE as TICKET_RELATED_TYPE
 from resolvers.tunables import Tunables
+
+if TYPE_CHECKING:
+    from resolvers.inbound_mail import Mailboxes
 
 logger = logging.getLogger("linkgate.delivery")
 
@@ -126,6 +137,9 @@ class Enclosures:
 
     html: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    reply_to: str | None = None
+    # Message-IDs this one follows, oldest first; the last is its In-Reply-To.
+    references: tuple[str, ...] = ()
 
 
 # A URL in a body: up to whitespace, not ending in punctuation that closes a sentence.
@@ -154,13 +168,22 @@ def plain_to_html(body: str) -> str:
     )
 
 
+def mail_domain(sender: str) -> str:
+    """The right-hand side of the Message-IDs we make: the domain of ``LINKGATE_MAIL_FROM``."""
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    return domain if re.fullmatch(r"[A-Za-z0-9.-]+", domain) else "linkgate.invalid"
+
+
 def message_id(notification_id: int, sender: str) -> str:
     """The same for every attempt at one outbox row, so a copy re-sent after a crash is
     recognised as the same message."""
-    domain = parseaddr(sender)[1].rpartition("@")[2]
-    if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
-        domain = "linkgate.invalid"
-    return f"<notification-{notification_id}@{domain}>"
+    return f"<notification-{notification_id}@{mail_domain(sender)}>"
+
+
+def ticket_thread_id(ticket_id: int, sender: str) -> str:
+    """The root every email about one ticket follows (``In-Reply-To``/``References``): no
+    message carries it, and mail clients thread by it all the same."""
+    return f"<ticket-{ticket_id}@{mail_domain(sender)}>"
 
 
 def build_message(claimed: _Claimed, sender: str, enclosures: Enclosures = Enclosures()) -> EmailMessage:
@@ -171,6 +194,11 @@ def build_message(claimed: _Claimed, sender: str, enclosures: Enclosures = Enclo
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id(claimed.id, sender)
     message["X-Linkgate-Notification"] = str(claimed.id)
+    if enclosures.reply_to:
+        message["Reply-To"] = enclosures.reply_to
+    if enclosures.references:
+        message["In-Reply-To"] = enclosures.references[-1]
+        message["References"] = " ".join(enclosures.references)
     message.set_content(claimed.body)
     if enclosures.html is not None:
         message.add_alternative(enclosures.html, subtype="html")
@@ -181,8 +209,14 @@ def build_message(claimed: _Claimed, sender: str, enclosures: Enclosures = Enclo
     return message
 
 
-async def enclosures_for(session: AsyncSession, claimed: _Claimed, printing: Printing) -> Enclosures:
-    """An issued invoice's email gets its HTML part and the invoice PDF; any other row, none."""
+async def enclosures_for(
+    session: AsyncSession, claimed: _Claimed, printing: Printing, *, sender: str = "",
+    mailboxes: Mailboxes | None = None,
+) -> Enclosures:
+    """An issued invoice's email gets its HTML part and the invoice PDF; a ticket's email its
+    threading headers (and ``Reply-To`` when ``mailboxes`` are known); any other row, none."""
+    if claimed.related_type == TICKET_RELATED_TYPE and claimed.related_id is not None:
+        return await _ticket_threading(session, claimed.related_id, sender, mailboxes)
     if claimed.related_type != RELATED_TYPE or claimed.related_id is None:
         return Enclosures()
     document = await load_document(session, claimed.related_id)
@@ -194,6 +228,24 @@ async def enclosures_for(session: AsyncSession, claimed: _Claimed, printing: Pri
     pdf = await asyncio.to_thread(render_pdf, document, printing)
     return Enclosures(html=plain_to_html(claimed.body),
                       attachments=(Attachment(document.filename, "application/pdf", pdf),))
+
+
+async def _ticket_threading(
+    session: AsyncSession, ticket_id: int, sender: str, mailboxes: Mailboxes | None
+) -> Enclosures:
+    department = await session.scalar(select(Ticket.department).where(Ticket.id == ticket_id))
+    if department is None:  # the ticket is gone (its account was deleted)
+        return Enclosures()
+    opening = await session.scalar(
+        select(InboundMessage.message_id).where(
+            InboundMessage.ticket_id == ticket_id, InboundMessage.outcome == "opened"
+        ).limit(1)
+    )
+    root = ticket_thread_id(ticket_id, sender)
+    return Enclosures(
+        reply_to=mailboxes.address_for(department) if mailboxes is not None else None,
+        references=(opening, root) if opening else (root,),
+    )
 
 
 async def _claim_next(session: AsyncSession, *, after_id: int, max_attempts: int) -> _Claimed | None:
@@ -234,13 +286,15 @@ async def deliver_notifications(
     max_attempts: int = 10,
     limit: int | None = None,
     printing: Printing | None = None,
+    mailboxes: Mailboxes | None = None,
 ) -> DeliveryReport:
     """Work through the unsent outbox once, oldest first; each row is tried at most once a run.
 
     Rows that failed ``max_attempts`` times stay in the outbox (unsent, with their last error)
     but are no longer picked up automatically. ``printing`` renders the invoice PDFs attached
     to invoice emails; without it they print no enrollment token (``serve`` and
-    ``send-notifications`` pass the settings').
+    ``send-notifications`` pass the settings'). ``mailboxes`` give a ticket's emails their
+    ``Reply-To`` (the inbound address of its department).
     """
     printing = printing or Printing.of(Tunables())
     report = DeliveryReport()
@@ -261,7 +315,8 @@ async def deliver_notifications(
                     report.marked += 1
                     continue
                 try:
-                    enclosures = await enclosures_for(session, claimed, printing)
+                    enclosures = await enclosures_for(session, claimed, printing, sender=sender,
+                                                      mailboxes=mailboxes)
                 except Exception as error:  # one row that cannot be rendered must not stop the rest
                     logger.exception("notification %s (attempt %s) not sent: its attachment "
                                      "could not be made", claimed.id, claimed.attempts)
@@ -304,6 +359,7 @@ async def run_delivery_loop(
     max_attempts: int,
     interval_seconds: float,
     printing: Printing | None = None,
+    mailboxes: Mailboxes | None = None,
 ) -> None:
     """The optional background loop of ``linkgate serve``: deliver, sleep, repeat, until
     cancelled. Every replica may run it; the per-row claims keep them from sending twice."""
@@ -311,6 +367,7 @@ async def run_delivery_loop(
         try:
             report = await deliver_notifications(
                 sessions, smtp=smtp, sender=sender, max_attempts=max_attempts, printing=printing,
+                mailboxes=mailboxes,
             )
             if report.sent or report.failed or report.marked:
                 logger.info("notification delivery: %s", report)

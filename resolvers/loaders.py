@@ -22,7 +22,7 @@ from resolvers.credits import LEDGER_BY_ACCOUNT
 from resolvers.invoices import INVOICES_BY_PAYER
 from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
 from resolvers.pagination import child_pages_loader
-from resolvers.tickets import TICKETS_BY_ACCOUNT
+from resolvers.tickets import TICKETS_BY_ACCOUNT, attachments_by_message_id
 from models import (
     Account, AuditEvent, Contact, CreditLedgerEntry, Invitation, Invoice, InvoiceLine, LinkGroup,
     LinkMember, LowCreditReminder, Membership, Notification, Payment, PaymentMethod, Service, Ticket,
@@ -116,6 +116,7 @@ class Loaders:
             session, PaymentMethod, PaymentMethod.account_id, where=PaymentMethod.removed_at.is_(None)
         )
         self.payments_by_invoice_id = _many_by_key(session, Payment, Payment.invoice_id)
+        self.attachments_by_message_id = attachments_by_message_id(session)
         self.messages_by_ticket_id = _many_by_key(
             session, TicketMessage, TicketMessage.ticket_id
         )

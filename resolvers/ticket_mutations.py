@@ -1,8 +1,14 @@
-"""Opening, replying to and closing tickets; who is emailed when staff replies (DESIGN §1)."""
+"""Opening, replying to and closing tickets; who is emailed when staff replies (DESIGN §1).
+
+``create_ticket`` and ``post_message`` are the one path for both ways in: the portal's mutations
+here and mail to the support address (``resolvers.inbound_mail``)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -15,12 +21,14 @@ from auth.principals import Principal
 from models.accounts import Account, AccountStatus
 from models.base import utcnow
 from models.contacts import Contact, EmailPreference
-from models.tickets import AuthorKind, Department, Ticket, TicketMessage, TicketStatus
+from models.tickets import (
+    AuthorKind, Department, Ticket, TicketAttachment, TicketMessage, TicketStatus,
+)
 from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
-from resolvers.outbox import queue_email
+from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email_list, has_control_character
@@ -31,9 +39,15 @@ TICKET_NUMBER_PREFIX = "TKT-"
 FIRST_TICKET_NUMBER = 100001
 TICKET_NUMBER_LOCK = 0x4C47_544B  # any constant shared by every opener ("LGTK")
 _NUMBER = re.compile(r"^TKT-([0-9]{1,12})$")
+# How a message arrived (``TicketMessage.via``).
+VIA_PORTAL = "PORTAL"
+VIA_EMAIL = "EMAIL"
+# ``Notification.related_type`` of a ticket's emails: the delivery worker threads them.
+RELATED_TYPE = "ticket"
 
 
-def _clean_body(body: str, tunables: Tunables) -> str | UserError:
+def clean_body(body: str, tunables: Tunables) -> str | UserError:
+    """A message's text, trimmed and within the limit: the portal's rule and the mail's."""
     text = body.strip()
     if not text:
         return UserError(message="The message cannot be empty.", code="BODY_EMPTY", field=["body"])
@@ -61,7 +75,8 @@ def _clean_subject(subject: str) -> str | UserError:
     return text
 
 
-def _clean_cc(emails: list[str]) -> list[str] | list[UserError]:
+def clean_cc(emails: list[str]) -> list[str] | list[UserError]:
+    """The extra CC emails of a ticket, from the portal's ``ccEmails`` or a mail's ``Cc``."""
     return clean_email_list(emails, field="ccEmails", maximum=MAX_CC_EMAILS,
                             too_many_code="TOO_MANY_CC", noun="CC addresses")
 
@@ -84,6 +99,32 @@ async def _next_number(session: AsyncSession) -> str:
     return f"{TICKET_NUMBER_PREFIX}{max(last + 1, FIRST_TICKET_NUMBER)}"
 
 
+@dataclass(frozen=True)
+class Author:
+    """Who opens a ticket or writes on one: a user (owner, sub-account or staff), or a contact
+    writing in by email (no login)."""
+
+    name: str
+    email: str
+    user_id: int | None = None
+    contact_id: int | None = None
+    kind: AuthorKind = AuthorKind.CUSTOMER
+
+    @classmethod
+    def of_user(cls, user: User) -> Author:
+        kind = AuthorKind.STAFF if user.staff_role is not None else AuthorKind.CUSTOMER
+        return cls(name=user.name, email=user.email, user_id=user.id, kind=kind)
+
+
+@dataclass(frozen=True)
+class AttachedFile:
+    """A file that came with a message (by email), already within the listener's size limit."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 async def open_ticket(
     session: AsyncSession, access: AccessMap, *, principal: Principal, account_id: int,
     subject: str, body: str, department: Department, cc_emails: list[str], tunables: Tunables,
@@ -92,30 +133,46 @@ async def open_ticket(
     if principal.is_staff:
         raise PermissionDenied("Staff reply to tickets; customers open them.")
     account = await require_account(session, access, account_id, Permission.TICKETS_WRITE)
-    checked = [_clean_subject(subject), _clean_body(body, tunables)]
+    checked = [_clean_subject(subject), clean_body(body, tunables)]
     errors = [value for value in checked if isinstance(value, UserError)]
-    cc = _clean_cc(cc_emails)
+    cc = clean_cc(cc_emails)
     errors += [value for value in cc if isinstance(value, UserError)]
     if account.status is AccountStatus.CLOSED:
         errors.append(UserError(message="The account is closed.", code="ACCOUNT_CLOSED",
                                 field=["accountId"]))
     if errors:
         return errors
-    clean_subject, clean_body = str(checked[0]), str(checked[1])
     opener = await session.get(User, principal.user_id)
     assert opener is not None
-    opener_id, opener_name, opener_email = opener.id, opener.name, opener.email
+    ticket = await create_ticket(
+        session, account_id=account_id, subject=str(checked[0]), body=str(checked[1]),
+        department=department, cc_emails=[str(address) for address in cc],
+        opener=Author.of_user(opener),
+    )
+    await session.commit()
+    return ticket
+
+
+async def create_ticket(
+    session: AsyncSession, *, account_id: int, subject: str, body: str, department: Department,
+    cc_emails: list[str], opener: Author, via: str = VIA_PORTAL,
+    attachments: Sequence[AttachedFile] = (),
+) -> Ticket:
+    """The one way a ticket is opened, from the portal (``open_ticket``) or by email
+    (``resolvers.inbound_mail``): a number, the ticket, its first message. Everything is
+    checked by the caller; nothing is committed here. It must be the transaction's first
+    write: a lost race for the number rolls back and tries again."""
     # Ticket numbers come from the highest one so far, openers taking turns (see
     # ``_next_number``); should two still pick the same, the unique index sends the loser round
-    # again. The insert is the transaction's first write, so a retry loses nothing.
+    # again.
     for _attempt in range(5):
         await begin_write(session)  # on SQLite this also serialises the numbering
         now = utcnow()
         ticket = Ticket(
-            account_id=account_id, number=await _next_number(session), subject=clean_subject,
-            department=department, status=TicketStatus.OPEN, opened_by_user_id=opener_id,
-            opened_by_name=opener_name, opened_by_email=opener_email,
-            cc_emails=list(cc), created_at=now, updated_at=now,
+            account_id=account_id, number=await _next_number(session), subject=subject,
+            department=department, status=TicketStatus.OPEN, opened_by_user_id=opener.user_id,
+            opened_by_contact_id=opener.contact_id, opened_by_name=opener.name,
+            opened_by_email=opener.email, cc_emails=list(cc_emails), created_at=now, updated_at=now,
         )
         session.add(ticket)
         try:
@@ -126,11 +183,8 @@ async def open_ticket(
         break
     else:  # pragma: no cover - five lost races in a row
         raise RuntimeError("could not allocate a ticket number")
-    session.add(TicketMessage(
-        ticket_id=ticket.id, author_user_id=opener_id, author_name=opener_name,
-        author_kind=AuthorKind.CUSTOMER, body=clean_body, created_at=now,
-    ))
-    await session.commit()
+    await _add_message(session, ticket, author=opener, body=body, via=via,
+                       attachments=attachments, now=now)
     return ticket
 
 
@@ -151,7 +205,9 @@ def _closed(ticket: Ticket) -> UserError:
 
 async def staff_reply_recipients(session: AsyncSession, ticket: Ticket) -> list[str]:
     """DESIGN §1: opened by the owner → the owner and every support contact; opened by a
-    sub-account user or a contact → that opener, CC the owner, no one else; plus the CCs."""
+    sub-account user or a contact → that opener, CC the owner, no one else; plus the CCs.
+    The owner is emailed either way, so every contact holding the ``SUPPORT`` preference gets
+    a copy (DESIGN §1 Contacts: "copies of ticket emails that go to the owner")."""
     account = await session.get(Account, ticket.account_id)
     assert account is not None
     owner_email = await session.scalar(select(User.email).where(User.id == account.owner_id))
@@ -165,7 +221,54 @@ async def staff_reply_recipients(session: AsyncSession, ticket: Ticket) -> list[
         recipients = [owner_email, *support]
     else:
         recipients = [ticket.opened_by_email, owner_email]
-    return [*recipients, *ticket.cc_emails]
+    copies = await contacts_receiving(session, account.id, EmailPreference.SUPPORT)
+    return [*recipients, *copies, *ticket.cc_emails]
+
+
+async def post_message(
+    session: AsyncSession, ticket: Ticket, *, author: Author, body: str, via: str = VIA_PORTAL,
+    attachments: Sequence[AttachedFile] = (),
+) -> TicketMessage:
+    """The one way a message lands on an open ticket, typed in the portal (``reply_to_ticket``)
+    or sent by email (``resolvers.inbound_mail``): the message and its files, the status it
+    moves the ticket to, and for a staff message the emails DESIGN §1 names. Checked by the
+    caller; not committed here."""
+    now = utcnow()
+    message = await _add_message(session, ticket, author=author, body=body, via=via,
+                                 attachments=attachments, now=now)
+    is_staff = author.kind is AuthorKind.STAFF
+    ticket.status = TicketStatus.ANSWERED if is_staff else TicketStatus.CUSTOMER_REPLY
+    ticket.updated_at = now
+    if is_staff:
+        await queue_email(
+            session, recipients=await staff_reply_recipients(session, ticket),
+            category=EmailPreference.SUPPORT, subject=ticket_email_subject(ticket),
+            body=body, account_id=ticket.account_id, related=(RELATED_TYPE, ticket.id),
+        )
+    return message
+
+
+def ticket_email_subject(ticket: Ticket) -> str:
+    """``[TKT-…] subject``: a reply by email names its ticket by the reference it quotes."""
+    return f"[{ticket.number}] {ticket.subject}"
+
+
+async def _add_message(
+    session: AsyncSession, ticket: Ticket, *, author: Author, body: str, via: str,
+    attachments: Sequence[AttachedFile], now: datetime,
+) -> TicketMessage:
+    message = TicketMessage(
+        ticket_id=ticket.id, author_user_id=author.user_id, author_name=author.name,
+        author_kind=author.kind, body=body, via=via, created_at=now,
+    )
+    session.add(message)
+    if attachments:
+        await session.flush()
+        session.add_all(TicketAttachment(
+            ticket_message_id=message.id, filename=file.filename, content_type=file.content_type,
+            size=len(file.data), data=file.data, created_at=now,
+        ) for file in attachments)
+    return message
 
 
 async def reply_to_ticket(
@@ -175,31 +278,19 @@ async def reply_to_ticket(
     """Customers with TICKETS_WRITE and staff holding it (SUPPORT, ADMIN). A staff reply
     emails the people DESIGN §1 names and is audited."""
     ticket = await _require_ticket(session, access, ticket_id)
-    checked = _clean_body(body, tunables)
+    checked = clean_body(body, tunables)
     if isinstance(checked, UserError):
         return checked
     if ticket.status is TicketStatus.CLOSED:
         return _closed(ticket)
     author = await session.get(User, principal.user_id)
     assert author is not None
-    now = utcnow()
-    kind = AuthorKind.STAFF if principal.is_staff else AuthorKind.CUSTOMER
-    session.add(TicketMessage(
-        ticket_id=ticket.id, author_user_id=author.id, author_name=author.name,
-        author_kind=kind, body=checked, created_at=now,
-    ))
     before = ticket.status
-    ticket.status = TicketStatus.ANSWERED if principal.is_staff else TicketStatus.CUSTOMER_REPLY
-    ticket.updated_at = now
+    await post_message(session, ticket, author=Author.of_user(author), body=checked)
     if principal.is_staff:
-        queue_email(
-            session, recipients=await staff_reply_recipients(session, ticket),
-            category=EmailPreference.SUPPORT, subject=f"[{ticket.number}] {ticket.subject}",
-            body=checked, account_id=ticket.account_id, related=("ticket", ticket.id),
-        )
         record_event(
             session, actor=principal, action="ticket.replied", account_id=ticket.account_id,
-            target=("ticket", ticket.id), before={"status": before.value},
+            target=(RELATED_TYPE, ticket.id), before={"status": before.value},
             after={"status": ticket.status.value, "number": ticket.number},
         )
     await session.commit()
@@ -218,7 +309,7 @@ async def close_ticket(
     if principal.is_staff:
         record_event(
             session, actor=principal, action="ticket.closed", account_id=ticket.account_id,
-            target=("ticket", ticket.id), before={"status": before.value},
+            target=(RELATED_TYPE, ticket.id), before={"status": before.value},
             after={"status": TicketStatus.CLOSED.value, "number": ticket.number},
         )
     await session.commit()

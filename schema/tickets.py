@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -26,18 +27,40 @@ class TicketOpener:
     is_contact: bool
 
 
+@strawberry.enum(description="How a ticket message arrived: typed in the dashboard, or sent "
+                            "by email to the support or billing address.")
+class TicketMessageVia(enum.Enum):
+    PORTAL = "PORTAL"
+    EMAIL = "EMAIL"
+
+
+@strawberry.type(description="A file that came with a message by email (its name, type and size).")
+class TicketAttachment:
+    filename: str
+    content_type: str
+    size: int = strawberry.field(description="In bytes.")
+
+
 @strawberry.type
 class TicketMessage:
     author_name: str
     author_kind: AuthorKind
     body: str
     created_at: datetime
+    via: TicketMessageVia
+    pk: strawberry.Private[int]
+
+    @strawberry.field(description="Files that came with the message by email, in their order.")
+    async def attachments(self, info: strawberry.Info) -> list[TicketAttachment]:
+        rows = await info.context.loaders.attachments_by_message_id.load(self.pk)
+        return [TicketAttachment(filename=row.filename, content_type=row.content_type, size=row.size)
+                for row in rows]
 
     @classmethod
     def from_model(cls, row: MessageRow) -> TicketMessage:
         return cls(
             author_name=row.author_name, author_kind=row.author_kind, body=row.body,
-            created_at=row.created_at,
+            created_at=row.created_at, via=TicketMessageVia(row.via), pk=row.id,
         )
 
 

@@ -26,6 +26,10 @@ SPECIAL_CASES: dict[str, list[str]] = {
     "smtp_url": ["ftp://mail.example", "mail.example:25", "smtp://mailer:Tr0ub/dorS3cret@smtp.example:587",
                  "smtp://mailer:Tr0ub#dorS3cret@smtp.example:587"],
     "mail_from": ["nobody", "Linkgate"],
+    "inbound_smtp_host": ["mail host", "-bad-.example", "127.0.0.1:2525"],
+    "support_address": ["support", "Support <support@linkgate.example>"],
+    # The same as the support address: which department would a message go to?
+    "billing_address": ["billing@", "support@linkgate.example"],
     "token_issuer": [""],
     "public_url": ["localhost:8000", "https://"],
     "trusted_proxies": ["10.0.0.0/33", "proxy.internal", "[1,"],

@@ -90,9 +90,9 @@ async def sessions(outbox_url: str) -> AsyncIterator[async_sessionmaker[AsyncSes
 async def queue(sessions: async_sessionmaker[AsyncSession], *recipients: str) -> list[int]:
     async with sessions() as session:
         rows = [
-            queue_email(session, recipients=[recipient], category=EmailPreference.SUPPORT,
-                        subject=f"Hello {recipient}", body=f"Dear {recipient},\n\nA reply.",
-                        account_id=None)[0]
+            (await queue_email(session, recipients=[recipient], category=EmailPreference.SUPPORT,
+                               subject=f"Hello {recipient}", body=f"Dear {recipient},\n\nA reply.",
+                               account_id=None))[0]
             for recipient in recipients
         ]
         await session.commit()

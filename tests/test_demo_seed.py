@@ -20,6 +20,7 @@ from models import (
     LinkGroup, LinkKind, LinkMember, LowCreditReminder, Membership, Notification, StaffRole,
     Ticket, User,
 )
+from models.tickets import InboundMessage, TicketAttachment, TicketMessage
 from models.database import create_engine, create_session_factory
 from resolvers.invoicing import tax_on
 from resolvers.tunables import Tunables
@@ -158,6 +159,31 @@ async def test_tickets_contacts_and_outbox(sessions: async_sessionmaker[AsyncSes
         assert reminder is not None and reminder.enabled and reminder.threshold == 100
         notifications = (await session.scalars(select(Notification))).all()
         assert any(n.sent_at for n in notifications) and any(not n.sent_at for n in notifications)
+
+
+async def test_a_ticket_that_arrived_by_email(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """What `linkgate receive-mail` would have recorded: a contact of the head office wrote to
+    the support address (with a file), the agent answered in the portal, the contact replied."""
+    async with sessions() as session:
+        ticket = await session.scalar(select(Ticket).where(Ticket.number == "TKT-100005"))
+        assert ticket is not None and ticket.opened_by_contact_id is not None
+        messages = (await session.scalars(select(TicketMessage).where(
+            TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id))).all()
+        assert [(m.author_kind.value, m.via) for m in messages] == [
+            ("CUSTOMER", "EMAIL"), ("STAFF", "PORTAL"), ("CUSTOMER", "EMAIL")]
+        received = (await session.scalars(select(InboundMessage).where(
+            InboundMessage.ticket_id == ticket.id).order_by(InboundMessage.id))).all()
+        assert [(r.outcome, r.sender, r.recipient) for r in received] == [
+            ("opened", "it@northwind.example", "support@linkgate.example"),
+            ("replied", "it@northwind.example", "support@linkgate.example")]
+        files = (await session.scalars(select(TicketAttachment))).all()
+        assert [(f.ticket_message_id, f.filename, f.size) for f in files] == [
+            (messages[0].id, "backup-report.txt", len(files[0].data))]
+        # The agent's answer is queued to the contact, the owner and the SUPPORT copies.
+        recipients = set((await session.scalars(select(Notification.recipient).where(
+            Notification.related_type == "ticket", Notification.related_id == ticket.id))).all())
+        assert recipients == {"it@northwind.example", "olivia@northwind.example",
+                              "dev@northwind.example"}
 
 
 async def test_second_seed_is_a_no_op(sessions: async_sessionmaker[AsyncSession]) -> None:

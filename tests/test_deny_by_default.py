@@ -47,6 +47,7 @@ ENCLOSED_TYPES: set[str] = {
     "TicketOpener",       # only through Ticket.openedBy
     "LowCreditReminder",  # only through Account.lowCreditReminder (CREDITS_READ)
     "CardSummary",        # only through Payment.card
+    "TicketAttachment",   # only through TicketMessage.attachments
 }
 
 # Types that carry no billing or technical data of their own (their gated fields, if any, are

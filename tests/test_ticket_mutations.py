@@ -21,7 +21,7 @@ OPEN = """
 mutation($input: OpenTicketInput!) {
   openTicket(input: $input) {
     ticket { id number subject department status ccEmails openedBy { name email isContact }
-             messages { authorKind body } }
+             messages { authorKind body via attachments { filename } } }
     userErrors { field message code }
   }
 }
@@ -74,15 +74,17 @@ def codes(payload: dict[str, Any]) -> list[str]:
     return [error["code"] for error in payload["userErrors"]]
 
 
-async def with_contacts(gql: GraphQLClient) -> tuple[Customer, list[str]]:
-    """A customer with two support contacts and one ordinary contact (with SUPPORT mail)."""
+async def with_contacts(gql: GraphQLClient) -> tuple[Customer, list[str], str]:
+    """A customer with two support contacts (no email preferences), one ordinary contact with
+    the SUPPORT preference (it gets copies of what goes to the owner), one without."""
     owner = await new_customer(gql)
     support = []
     for name in ("Sue Support", "Sid Support"):
         contact = await add_contact(gql, owner.token, owner.account.id, name=name, isSupportContact=True)
         support.append(contact["contact"]["email"])
-    await add_contact(gql, owner.token, owner.account.id, name="Otto Other", emailPreferences=["SUPPORT"])
-    return owner, support
+    copied = await add_contact(gql, owner.token, owner.account.id, name="Otto Other", emailPreferences=["SUPPORT"])
+    await add_contact(gql, owner.token, owner.account.id, name="Nina None", emailPreferences=["PRODUCT"])
+    return owner, support, copied["contact"]["email"]
 
 
 # --- the ticket's life ----------------------------------------------------------------------
@@ -97,7 +99,9 @@ async def test_open_reply_close_move_the_status_as_design_says(
     assert ticket["status"] == "OPEN" and ticket["subject"] == "DNS change"
     assert ticket["department"] == "BILLING" and ticket["ccEmails"] == ["cc@example.com"]
     assert ticket["openedBy"] == {"name": "Owen Owner", "email": owner.email, "isContact": False}
-    assert ticket["messages"] == [{"authorKind": "CUSTOMER", "body": "Add a record."}]
+    assert ticket["messages"] == [
+        {"authorKind": "CUSTOMER", "body": "Add a record.", "via": "PORTAL", "attachments": []}
+    ]
 
     answered = (await reply(gql, tokens["agent"], ticket["id"], "Done."))["data"]["replyToTicket"]
     assert answered["ticket"]["status"] == "ANSWERED"
@@ -200,19 +204,20 @@ async def test_who_may_open_reply_and_close(gql: GraphQLClient, tokens: dict[str
 async def test_owner_opened_ticket_emails_the_owner_and_every_support_contact_plus_ccs(
     gql: GraphQLClient, tokens: dict[str, str], engine: AsyncEngine
 ) -> None:
-    owner, support = await with_contacts(gql)
+    owner, support, copied = await with_contacts(gql)
     await new_sub_account(gql, owner.token, owner.account.id, ["TICKETS_READ"])  # not emailed
     ticket = await opened(gql, owner.token, owner.account.id, ccEmails=["boss@example.com"])
     await reply(gql, owner.token, ticket["id"], "More detail.")  # a customer reply emails no one
     assert await outbox_for(engine, ticket["id"]) == []
     await reply(gql, tokens["agent"], ticket["id"], "Fixed.")
     assert sorted(await outbox_for(engine, ticket["id"])) == sorted(
-        [owner.email, *support, "boss@example.com"]
+        [owner.email, *support, copied, "boss@example.com"]
     )
     # The owner reads the same in the account's email history (EMAILS_READ), not sent yet.
     history = await gql.execute(NOTIFICATIONS, {"n": owner.account.number}, token=owner.token)
-    rows = [edge["node"] for edge in history["data"]["viewer"]["account"]["notifications"]["edges"]]
-    assert {row["recipient"] for row in rows} == {owner.email, *support, "boss@example.com"}
+    rows = [edge["node"] for edge in history["data"]["viewer"]["account"]["notifications"]["edges"]
+            if edge["node"]["subject"].startswith(f"[{ticket['number']}]")]
+    assert {row["recipient"] for row in rows} == {owner.email, *support, copied, "boss@example.com"}
     assert {(row["category"], row["sentAt"]) for row in rows} == {("SUPPORT", None)}
     assert all(row["subject"] == f"[{ticket['number']}] Mailbox full" for row in rows)
 
@@ -220,17 +225,20 @@ async def test_owner_opened_ticket_emails_the_owner_and_every_support_contact_pl
 async def test_sub_account_opened_ticket_emails_the_opener_and_the_owner_plus_ccs(
     gql: GraphQLClient, tokens: dict[str, str], engine: AsyncEngine
 ) -> None:
-    owner, _support = await with_contacts(gql)
+    owner, _support, copied = await with_contacts(gql)
     dev = await new_sub_account(gql, owner.token, owner.account.id, ["TICKETS_READ", "TICKETS_WRITE"])
     ticket = await opened(gql, dev.token, owner.account.id, ccEmails=["pm@example.com"])
     await reply(gql, tokens["agent"], ticket["id"])
-    assert sorted(await outbox_for(engine, ticket["id"])) == sorted([dev.email, owner.email, "pm@example.com"])
+    # The owner is CC'd, so the SUPPORT copy goes too; the support contacts are not emailed.
+    assert sorted(await outbox_for(engine, ticket["id"])) == sorted(
+        [dev.email, owner.email, copied, "pm@example.com"]
+    )
 
 
 async def test_contact_opened_ticket_emails_the_contact_and_the_owner_only(
     gql: GraphQLClient, tokens: dict[str, str], engine: AsyncEngine
 ) -> None:
-    owner, support = await with_contacts(gql)
+    owner, support, copied = await with_contacts(gql)
     writer = (await add_contact(gql, owner.token, owner.account.id, name="Wanda Writer"))["contact"]
     # A contact writes in by email (no login): the ticket is stored as the mail gateway would.
     async with create_session_factory(engine)() as session:
@@ -247,7 +255,7 @@ async def test_contact_opened_ticket_emails_the_contact_and_the_owner_only(
     result = await reply(gql, tokens["agent"], ticket_id, "Restarted it.")
     assert result["data"]["replyToTicket"]["ticket"]["status"] == "ANSWERED"
     recipients = await outbox_for(engine, ticket_id)
-    assert sorted(recipients) == sorted([writer["email"], owner.email])
+    assert sorted(recipients) == sorted([writer["email"], owner.email, copied])
     assert not set(recipients) & set(support)
 
 
