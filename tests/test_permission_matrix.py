@@ -496,12 +496,20 @@ async def test_matrix(gql: GraphQLClient, world: World, persona: str, target_kin
 async def test_account_list_leaves_out_invisible_accounts_silently(
     gql: GraphQLClient, world: World, persona: str
 ) -> None:
-    result = await gql.execute(
-        "{ viewer { accounts(first: 100) { totalCount edges { node { number } } } } }",
-        token=world.tokens[persona],
-    )
-    _assert_no_errors(result)
-    listed = {edge["node"]["number"] for edge in result["data"]["viewer"]["accounts"]["edges"]}
+    listed: set[str] = set()
+    after = None
+    while True:  # every page: staff see every account, the suite's own included
+        result = await gql.execute(
+            """query($after: String) { viewer { accounts(first: 100, after: $after) {
+                totalCount edges { node { number } } pageInfo { hasNextPage endCursor } } } }""",
+            {"after": after}, token=world.tokens[persona],
+        )
+        _assert_no_errors(result)
+        page = result["data"]["viewer"]["accounts"]
+        listed |= {edge["node"]["number"] for edge in page["edges"]}
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
     access = world.access[persona]
     visible = {number for number, account_id in world.account_ids.items() if access.can_see(account_id)}
     assert listed & set(TARGETS.values()) == visible
