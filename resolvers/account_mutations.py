@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,6 +10,8 @@ from auth.permissions import Permission
 from auth.policy import AccessMap
 from auth.principals import Principal
 from models.accounts import Account, AccountStatus
+from models.links import LinkMethod
+from resolvers import links
 from resolvers.accounts import create_account, current_enrollment_token, require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
@@ -22,6 +24,7 @@ from resolvers.validation import clean_account_name
 class Registered:
     account: Account
     enrollment_token: str
+    linked: links.Linked | None = None
 
 
 def account_closed(field: str = "accountId") -> UserError:
@@ -29,21 +32,47 @@ def account_closed(field: str = "accountId") -> UserError:
 
 
 async def register_account(
-    session: AsyncSession, *, principal: Principal, name: str, enrollment_key: bytes
+    session: AsyncSession, access: AccessMap, *, principal: Principal, name: str,
+    enrollment_key: bytes, link: links.LinkRequest | None = None,
 ) -> Registered | UserError:
-    """Another account owned by the caller; its enrollment token is returned only this once."""
+    """Another account owned by the caller; its enrollment token is returned only this once.
+
+    With ``link`` the new account joins that head's group in the same transaction, as
+    ``linkAccount`` would link it (same rights on the head, same invariants, same errors,
+    under ``link``); the proof is implicit, the caller being the new account's owner
+    (``SAME_OWNER``). If the link fails, no account is created either.
+    """
     checked = clean_account_name(name)
     if isinstance(checked, UserError):
         return checked
     await begin_write(session)
+    plan = None
+    if link is not None:
+        plan = await links.plan_link(session, access, link)
+        if isinstance(plan, UserError):
+            return _under_link(plan)
+        # The head first, as every writer locks (ascending ids; the new account's is higher).
+        await lock_accounts(session, [plan.head.id])
     account, token = await create_account(
         session, owner_id=principal.user_id, name=checked, enrollment_key=enrollment_key)
     record_event(
         session, actor=principal, action="account.registered", account_id=account.id,
         target=("account", account.id), after={"number": account.number, "name": account.name},
     )
+    linked = None
+    if plan is not None:
+        joined = await links.join_group(session, principal=principal, plan=plan, head=plan.head,
+                                        target=account, method=LinkMethod.SAME_OWNER)
+        if isinstance(joined, UserError):  # rolled back: the account too
+            return _under_link(joined)
+        linked = joined
     await session.commit()
-    return Registered(account=account, enrollment_token=token)
+    return Registered(account=account, enrollment_token=token, linked=linked)
+
+
+def _under_link(error: UserError) -> UserError:
+    """A link's error as ``registerAccount`` names it: its fields are under ``link``."""
+    return replace(error, field=["link", *(error.field or [])])
 
 
 async def rename_account(

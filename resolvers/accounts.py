@@ -13,6 +13,7 @@ from auth.errors import NotFound
 from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.accounts import Account
+from models.links import LinkMember
 from resolvers.pagination import Page, PageBounds, SortKey, paginate
 
 ACCOUNT_ORDER = SortKey((Account.name, Account.id))
@@ -34,14 +35,26 @@ async def list_accounts(
     search: str | None,
     bounds: PageBounds = PageBounds(),
 ) -> Page[Account]:
-    """Accounts the principal can see, by name; ``search`` matches name or number."""
+    """Accounts the principal can see, by name; ``search`` matches name, number or a friendly
+    name the account has as a member of a link group, in one statement.
+
+    A member's friendly name is shown (``LinkMember.friendlyName``) to whoever sees that
+    account, and so is its group (``Account.linkGroups``): matching it tells a viewer nothing
+    the account's own page does not. A head's friendly name is shown nowhere, so it is not
+    matched either.
+    """
     statement = _visible(select(Account), access)
     if search and search.strip():
         pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH_LENGTH].lower()) + "%"
+        named = select(LinkMember.account_id).where(
+            LinkMember.is_head.is_(False),
+            func.lower(LinkMember.friendly_name).like(pattern, escape="\\"),
+        )
         statement = statement.where(
             or_(
                 func.lower(Account.name).like(pattern, escape="\\"),
                 func.lower(Account.number).like(pattern, escape="\\"),
+                Account.id.in_(named),
             )
         )
     return await paginate(session, statement, ACCOUNT_ORDER, first=first, after=after, bounds=bounds)

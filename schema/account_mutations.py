@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import account_mutations
+from resolvers import account_mutations, links
 from resolvers.user_errors import UserError as UserErrorValue
 from schema.accounts import Account
+from schema.enums import LinkKind
+from schema.links import LinkGroup
 from schema.payloads import UserError
 from schema.relay import decode_id_of
+
+
+@strawberry.input(description="Links the new account as it is registered, as `linkAccount` "
+                  "would; no proof is needed, the new account being yours.")
+class RegisterAccountLinkInput:
+    head_account_id: strawberry.ID
+    kind: LinkKind
+    friendly_name: str | None = None
+    group_name: str | None = strawberry.field(
+        default=None, description="Names the group when this link creates it."
+    )
 
 
 @strawberry.input
 class RegisterAccountInput:
     name: str
+    link: RegisterAccountLinkInput | None = strawberry.field(
+        default=None,
+        description="Join this group in the same step: LINKS_MANAGE on the head (and "
+        "BILLING_MANAGE for BILLING). If the link fails, no account is created.",
+    )
 
 
 @strawberry.type
@@ -22,6 +40,9 @@ class RegisterAccountPayload:
     enrollment_token: str | None = strawberry.field(
         default=None,
         description="Proves control of the new account when linking it; shown only this once.",
+    )
+    link_group: LinkGroup | None = strawberry.field(
+        default=None, description="The group the new account joined, when `link` was given."
     )
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
@@ -40,15 +61,28 @@ class RenameAccountPayload:
 
 async def register_account(info: strawberry.Info, input: RegisterAccountInput) -> RegisterAccountPayload:
     context = info.context
+    principal = context.signed_in()
+    link = None if input.link is None else links.LinkRequest(
+        head_account_id=decode_id_of(input.link.head_account_id, "Account",
+                                     field="link.headAccountId"),
+        kind=input.link.kind, friendly_name=input.link.friendly_name,
+        group_name=input.link.group_name,
+    )
     result = await account_mutations.register_account(
-        context.session, principal=context.signed_in(), name=input.name,
-        enrollment_key=context.tunables.enrollment_key,
+        context.session, context.access, principal=principal, name=input.name,
+        enrollment_key=context.tunables.enrollment_key, link=link,
     )
     if isinstance(result, UserErrorValue):
         return RegisterAccountPayload(user_errors=UserError.list_from(result))
-    context.grant_ownership(result.account.id)
+    linked = result.linked
+    if linked is None:
+        context.grant_ownership(result.account.id)
+    else:
+        await context.reload_access()  # the new account, and what flows to it from the head
     return RegisterAccountPayload(
-        account=Account.from_model(result.account), enrollment_token=result.enrollment_token
+        account=Account.from_model(result.account), enrollment_token=result.enrollment_token,
+        link_group=None if linked is None
+        else LinkGroup.from_model(linked.group, head_account_id=linked.head_account_id),
     )
 
 
@@ -91,7 +125,9 @@ async def rotate_enrollment_token(
 class AccountMutations:
     register_account: RegisterAccountPayload = strawberry.mutation(
         resolver=register_account,
-        description="Another account owned by you, with its own enrollment token.",
+        description="Another account owned by you, with its own enrollment token; with "
+        "`link`, linked into a group in the same step (the errors are `linkAccount`'s, their "
+        "fields under `link`).",
     )
     rename_account: RenameAccountPayload = strawberry.mutation(
         resolver=rename_account, description="Needs PROFILE_MANAGE on the account."

@@ -250,7 +250,8 @@ class Viewer:
     async def user(self, info: strawberry.Info) -> User:
         return User.from_model(await info.context.loaders.user_by_id.load(self.user_pk))
 
-    @strawberry.field(description="Accounts you can see, by name; `search` matches name or number.")
+    @strawberry.field(description="Accounts you can see, by name; `search` matches name, number or a member's "
+                      "friendly name in a link group.")
     async def accounts(
         self,
         info: strawberry.Info,

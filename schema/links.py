@@ -191,6 +191,23 @@ class UnlinkAccountPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+@strawberry.input
+class UpdateLinkMemberInput:
+    link_group_id: strawberry.ID
+    account_id: strawberry.ID
+    friendly_name: str | None = strawberry.field(
+        default=None,
+        description="The head's name for the member, at most 100 characters; null (or "
+        "omitted) or blank clears it.",
+    )
+
+
+@strawberry.type
+class UpdateLinkMemberPayload:
+    link_group: LinkGroup | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 PROOF_REQUIRED = UserErrorValue(
     message="Give exactly one proof of control: `credentials` or `enrollment`.",
     code="PROOF_REQUIRED", field=["credentials"],
@@ -241,6 +258,23 @@ async def unlink_account(info: strawberry.Info, input: UnlinkAccountInput) -> Un
     )
 
 
+async def update_link_member(
+    info: strawberry.Info, input: UpdateLinkMemberInput
+) -> UpdateLinkMemberPayload:
+    context = info.context
+    result = await links.update_link_member(
+        context.session, context.access, principal=context.signed_in(),
+        link_group_id=decode_id_of(input.link_group_id, "LinkGroup", field="linkGroupId"),
+        account_id=decode_id_of(input.account_id, "Account", field="accountId"),
+        friendly_name=input.friendly_name,
+    )
+    if isinstance(result, UserErrorValue):
+        return UpdateLinkMemberPayload(user_errors=UserError.list_from(result))
+    return UpdateLinkMemberPayload(
+        link_group=LinkGroup.from_model(result.group, head_account_id=result.head_account_id)
+    )
+
+
 @strawberry.type
 class LinkMutations:
     link_account: LinkAccountPayload = strawberry.mutation(
@@ -248,11 +282,17 @@ class LinkMutations:
         description="Link an account you prove control of into the group of `kind` headed by "
         "`headAccountId` (LINKS_MANAGE there, and BILLING_MANAGE for BILLING). Wrong proofs "
         "are throttled as sign-ins are: per (account, user), per user, and per account; wrong "
-        "owner credentials also count as failed sign-ins of that email. The linked account's "
-        "owner is told by email.",
+        "owner credentials also count as failed sign-ins of that email. Audited on both "
+        "accounts; the linked account's owner (and its GENERAL contacts) are told by email.",
     )
     unlink_account: UnlinkAccountPayload = strawberry.mutation(
         resolver=unlink_account,
         description="LINKS_MANAGE on the head or on the member. A BILLING unlink applies to "
-        "charges made after it.",
+        "charges made after it. Audited on both accounts; the member's owner is told by email.",
+    )
+    update_link_member: UpdateLinkMemberPayload = strawberry.mutation(
+        resolver=update_link_member,
+        description="Renames a member for its head (its `friendlyName`, which account search "
+        "matches). LINKS_MANAGE on the head: the member's own side may unlink but not relabel "
+        "itself in the head's list. Audited on both accounts.",
     )

@@ -1,8 +1,10 @@
-"""Linking and unlinking accounts over HTTP (DESIGN §1 "Link groups", issue 5 part 2)."""
+"""Linking and unlinking accounts over HTTP (DESIGN §1 "Link groups", issue 5 part 2; the
+notices, updateLinkMember and search by friendly name, issue 16)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -24,8 +26,8 @@ from schema.relay import decode_global_id
 from linkgate.app import create_app
 from tests.conftest import UNTYPABLE, GraphQLClient, client_for, refused_at_the_edge
 from tests.customers import (
-    PASSWORD, Customer, audit_actions, count_rows, new_customer, new_sub_account, permissions_on,
-    register,
+    PASSWORD, Customer, add_contact, audit_actions, count_rows, new_customer, new_sub_account,
+    permissions_on, pk, register,
 )
 
 LINK = """
@@ -530,13 +532,45 @@ async def test_wrong_owner_credentials_count_as_failed_sign_ins(
         assert await GraphQLClient(http).login(victim.email, PASSWORD)
 
 
+NOTICES = """
+query($n: String!) { viewer { account(number: $n) {
+  notifications(first: 20) { edges { node { category recipient subject body } } }
+  auditLog(first: 20) { edges { node { action before after actor } } }
+} } }
+"""
+
+
+async def notices_and_audit(
+    gql: GraphQLClient, token: str, number: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The account's email history and audit log as its owner reads them, newest first."""
+    result = await gql.execute(NOTICES, {"n": number}, token=token)
+    account = result["data"]["viewer"]["account"]
+    return ([edge["node"] for edge in account["notifications"]["edges"]],
+            [edge["node"] for edge in account["auditLog"]["edges"]])
+
+
+async def opt_out_of_general(engine: AsyncEngine, email: str) -> None:
+    """What the login's email settings would store, straight in the database."""
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(User).where(User.email == email)
+                              .values(email_opt_outs=["GENERAL"]))
+        await session.commit()
+
+
 @pytest.mark.parametrize("method", ["OWNER_CREDENTIALS", "ENROLLMENT_TOKEN"])
-async def test_the_linked_accounts_owner_is_told_by_security_mail(
+async def test_whoever_is_linked_is_told_and_both_audit_logs_show_it(
     gql: GraphQLClient, engine: AsyncEngine, method: str
 ) -> None:
+    """Issue 16: eve's Contoso linked into Northwind's billing group with her credentials
+    left no mail on Contoso and nothing she could find. Now the linked account's owner gets a
+    GENERAL notice on the account's history (copied to its GENERAL contacts), and the link
+    and the unlink are in both accounts' audit logs."""
     head_owner = await new_customer(gql, "Group HQ")
     other = await new_customer(gql, "Acquired Co")
     number = other.account.number
+    general = (await add_contact(gql, other.token, other.account.id, emailPreferences=["GENERAL"]))["contact"]
+    invoices_only = (await add_contact(gql, other.token, other.account.id, emailPreferences=["INVOICE"]))["contact"]
     wrong = (by_credentials(other, number, password="not the password") if method == "OWNER_CREDENTIALS"
              else by_enrollment(number, "ENR-not-the-token"))
     refused = await link(gql, head_owner.token, head_owner.account.id, "BILLING", wrong)
@@ -545,20 +579,248 @@ async def test_the_linked_accounts_owner_is_told_by_security_mail(
 
     proof = (by_credentials(other, number) if method == "OWNER_CREDENTIALS"
              else by_enrollment(number, other.account.enrollment_token))
-    result = await link(gql, head_owner.token, head_owner.account.id, "BILLING", proof)
+    result = await link(gql, head_owner.token, head_owner.account.id, "BILLING", proof,
+                        friendlyName="Acquired")
     assert result["data"]["linkAccount"]["userErrors"] == [], result
+    group_id = result["data"]["linkAccount"]["linkGroup"]["id"]
     (mail,) = await link_mails(engine, other.email)
-    # Security mail: never optional, and in no account's email history.
-    assert mail.category == "SECURITY" and mail.account_id is None
+    assert mail.category == "GENERAL" and mail.account_id == pk(other.account.id)
     assert number in mail.subject
     assert "Group HQ" in mail.body and head_owner.account.number in mail.body
-    assert "BILLING" in mail.body and number in mail.body
+    assert "BILLING" in mail.body and number in mail.body and "BILLING_MANAGE" in mail.body
     assert ("password" if method == "OWNER_CREDENTIALS" else "enrollment token") in mail.body
     # No secret travels in it.
     assert other.account.enrollment_token not in mail.body and PASSWORD not in mail.body
     assert "#token=" not in mail.body
+    # The same notice to the contact who asked for GENERAL mail, none to the other.
+    assert [m.body for m in await link_mails(engine, general["email"])] == [mail.body]
+    assert await link_mails(engine, invoices_only["email"]) == []
     # The linker is not the owner and gets nothing.
     assert await link_mails(engine, head_owner.email) == []
+
+    # The owner finds both on the account itself.
+    notices, audit = await notices_and_audit(gql, other.token, number)
+    assert [(n["category"], n["recipient"]) for n in notices if "linked" in n["subject"]] == [
+        ("GENERAL", general["email"]), ("GENERAL", other.email)]
+    created = json.loads(audit[0]["after"])
+    assert audit[0]["action"] == "link.created" and audit[0]["actor"] == "Owen Owner"
+    assert created == {"kind": "BILLING", "group_id": pk(group_id), "head": head_owner.account.number,
+                       "account": number, "friendly_name": "Acquired", "linked_via": method}
+    _, head_audit = await notices_and_audit(gql, head_owner.token, head_owner.account.number)
+    assert head_audit[0]["action"] == "link.created" and json.loads(head_audit[0]["after"]) == created
+
+    # Unlinked from the head's side: told again, and audited on both.
+    removed = await unlink(gql, head_owner.token, group_id, other.account.id)
+    assert removed["data"]["unlinkAccount"]["userErrors"] == [], removed
+    unlinked = (await link_mails(engine, other.email))[-1]
+    assert unlinked.category == "GENERAL" and unlinked.account_id == pk(other.account.id)
+    assert "unlinked" in unlinked.subject and number in unlinked.subject
+    assert head_owner.account.number in unlinked.body and "charges made before stay" in unlinked.body
+    assert len(await link_mails(engine, general["email"])) == 2
+    assert await link_mails(engine, head_owner.email) == []
+    for token, account_number in ((other.token, number), (head_owner.token, head_owner.account.number)):
+        _, audit = await notices_and_audit(gql, token, account_number)
+        assert audit[0]["action"] == "link.removed"
+        assert json.loads(audit[0]["before"]) == created
+        assert json.loads(audit[0]["after"]) == {"group_dissolved": True}
+
+
+async def test_a_link_made_with_the_owners_secret_reaches_them_despite_an_opt_out(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    """Someone else using the owner's password or the account's token is what a sign-in
+    alert is about: an owner who opted out of GENERAL mail gets it as security mail (and
+    only that one mail). Links and unlinks the owner makes themselves follow the opt-out."""
+    head_owner = await new_customer(gql, "Parent HQ")
+    victim = await new_customer(gql, "Victim Ltd")
+    general = (await add_contact(gql, victim.token, victim.account.id, emailPreferences=["GENERAL"]))["contact"]
+    await opt_out_of_general(engine, victim.email)
+
+    result = await link(gql, head_owner.token, head_owner.account.id, "MANAGEMENT",
+                        by_credentials(victim, victim.account.number))
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    group_id = result["data"]["linkAccount"]["linkGroup"]["id"]
+    (mail,) = await link_mails(engine, victim.email)
+    assert mail.category == "SECURITY" and mail.account_id is None
+    assert "password" in mail.body and head_owner.account.number in mail.body
+    (copy,) = await link_mails(engine, general["email"])  # the contact still has the notice
+    assert copy.category == "GENERAL" and copy.body == mail.body
+
+    # The owner unlinks it: no mail for them (opted out), the contact is told.
+    removed = await unlink(gql, victim.token, group_id, victim.account.id)
+    assert removed["data"]["unlinkAccount"]["userErrors"] == [], removed
+    assert len(await link_mails(engine, victim.email)) == 1
+    assert len(await link_mails(engine, general["email"])) == 2
+
+    # The owner links their own account with their own token: their choice, no mail to them.
+    own_head = await register(gql, victim.token, "Victim HQ")
+    mine = await link(gql, victim.token, own_head.id, "MANAGEMENT",
+                      by_enrollment(victim.account.number, victim.account.enrollment_token))
+    assert mine["data"]["linkAccount"]["userErrors"] == [], mine
+    assert len(await link_mails(engine, victim.email)) == 1
+    assert len(await link_mails(engine, general["email"])) == 3
+
+
+async def test_an_owner_linking_their_own_accounts_is_told_too(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql, "Own HQ")
+    member = await register(gql, owner.token, "Own Branch")
+    result = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                        by_credentials(owner, member.number))
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    (mail,) = await link_mails(engine, owner.email)
+    assert mail.category == "GENERAL" and mail.account_id == pk(member.id)
+    assert member.number in mail.subject and "MANAGEMENT" in mail.body
+
+
+# --- friendly names: updateLinkMember, and account search ------------------------------------
+
+UPDATE_MEMBER = """
+mutation($input: UpdateLinkMemberInput!) {
+  updateLinkMember(input: $input) {
+    linkGroup { id members { account { number } friendlyName } }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+async def rename_member(
+    gql: GraphQLClient, token: str, group_id: str, account_id: str, name: str | None
+) -> dict[str, Any]:
+    return await gql.execute(UPDATE_MEMBER, {"input": {
+        "linkGroupId": group_id, "accountId": account_id, "friendlyName": name}}, token=token)
+
+
+async def friendly_name_of(engine: AsyncEngine, account_id: str) -> str | None:
+    async with create_session_factory(engine)() as session:
+        return await session.scalar(select(LinkMember.friendly_name)
+                                    .where(LinkMember.account_id == pk(account_id)))
+
+
+async def test_the_heads_manager_renames_a_member_and_both_logs_show_it(
+    gql: GraphQLClient, engine: AsyncEngine
+) -> None:
+    owner = await new_customer(gql, "Parent Office Ltd")
+    member = await register(gql, owner.token, "Sub Branch Ltd")
+    linked = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                        by_credentials(owner, member.number), friendlyName="Branch")
+    group_id = linked["data"]["linkAccount"]["linkGroup"]["id"]
+
+    renamed = (await rename_member(gql, owner.token, group_id, member.id, "  North   branch "))["data"]["updateLinkMember"]
+    assert renamed == {"linkGroup": {"id": group_id, "members": [
+        {"account": {"number": member.number}, "friendlyName": "North branch"}]}, "userErrors": []}
+    for account_number in (owner.account.number, member.number):
+        _, audit = await notices_and_audit(gql, owner.token, account_number)
+        assert audit[0]["action"] == "link.updated"
+        assert json.loads(audit[0]["before"])["friendly_name"] == "Branch"
+        assert json.loads(audit[0]["after"]) == {
+            "kind": "MANAGEMENT", "group_id": pk(group_id), "head": owner.account.number,
+            "account": member.number, "friendly_name": "North branch", "linked_via": "OWNER_CREDENTIALS"}
+    before = await count_rows(engine, AuditEvent)
+    same = await rename_member(gql, owner.token, group_id, member.id, "North branch")
+    assert same["data"]["updateLinkMember"]["userErrors"] == []
+    assert await count_rows(engine, AuditEvent) == before  # nothing changed, nothing audited
+
+    # Too long, or no name anyone could type: a clear error, nothing changed.
+    for bad, code in (("x" * 101, "NAME_TOO_LONG"), ("tab\tbell\a", "TEXT_INVALID")):
+        payload = (await rename_member(gql, owner.token, group_id, member.id, bad))["data"]["updateLinkMember"]
+        assert payload["linkGroup"] is None
+        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, ["friendlyName"])]
+    assert await friendly_name_of(engine, member.id) == "North branch"
+    exactly = await rename_member(gql, owner.token, group_id, member.id, "y" * 100)
+    assert exactly["data"]["updateLinkMember"]["userErrors"] == []
+
+    # Null, or only white space, clears it.
+    for cleared in (None, "   "):
+        payload = (await rename_member(gql, owner.token, group_id, member.id, cleared))["data"]["updateLinkMember"]
+        assert payload["linkGroup"]["members"][0]["friendlyName"] is None, payload
+    assert await friendly_name_of(engine, member.id) is None
+    assert (await audit_actions(engine, member.number)).count("link.updated") == 3
+
+    # The head itself has no friendly name to set, and a stranger account is not a member.
+    head = await rename_member(gql, owner.token, group_id, owner.account.id, "HQ")
+    assert codes(head["data"]["updateLinkMember"]) == ["HEAD_ACCOUNT"]
+    outsider = await register(gql, owner.token, "Outsider")
+    assert codes((await rename_member(gql, owner.token, group_id, outsider.id, "X"))["data"]["updateLinkMember"]) == ["NOT_LINKED"]
+
+
+async def test_renaming_a_member_needs_links_manage_on_the_head(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    owner = await new_customer(gql)
+    member = await register(gql, owner.token)
+    linked = await link(gql, owner.token, owner.account.id, "BILLING",
+                        by_credentials(owner, member.number), friendlyName="Shops")
+    group_id = linked["data"]["linkAccount"]["linkGroup"]["id"]
+    reader = await new_sub_account(gql, owner.token, owner.account.id, ["INVOICES_READ", "BILLING_MANAGE"])
+    member_admin = await new_sub_account(gql, owner.token, member.id, ["LINKS_MANAGE", "PROFILE_MANAGE"])
+    head_admin = await new_sub_account(gql, owner.token, owner.account.id, ["LINKS_MANAGE"])
+    stranger = await new_customer(gql)
+
+    for token in (reader.token, member_admin.token):
+        denied = await rename_member(gql, token, group_id, member.id, "Taken over")
+        assert error_codes(denied) == ["FORBIDDEN"], denied
+        assert denied["errors"][0]["extensions"]["permission"] == "LINKS_MANAGE"
+    hidden = await rename_member(gql, stranger.token, group_id, member.id, "Mine")
+    assert error_codes(hidden) == ["NOT_FOUND"]
+    anonymous = await gql.execute(UPDATE_MEMBER, {"input": {
+        "linkGroupId": group_id, "accountId": member.id, "friendlyName": "Anyone"}})
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
+    assert await friendly_name_of(engine, member.id) == "Shops"
+    assert "link.updated" not in await audit_actions(engine, member.number)
+
+    allowed = await rename_member(gql, head_admin.token, group_id, member.id, "Shops & stores")
+    assert allowed["data"]["updateLinkMember"]["userErrors"] == [], allowed
+    assert await friendly_name_of(engine, member.id) == "Shops & stores"
+
+
+SEARCH = """
+query($s: String) { viewer { accounts(search: $s, first: 50) { totalCount edges { node { number } } } } }
+"""
+
+
+async def search(gql: GraphQLClient, token: str, text: str) -> list[str]:
+    result = await gql.execute(SEARCH, {"s": text}, token=token)
+    return sorted(edge["node"]["number"] for edge in result["data"]["viewer"]["accounts"]["edges"])
+
+
+async def test_account_search_matches_friendly_names(gql: GraphQLClient, tokens: dict[str, str]) -> None:
+    from linkgate.demo import LOGISTICS, RETAIL
+
+    # Northwind Logistics is "Warehouse & fleet" in both of Northwind's groups: found once.
+    assert await search(gql, tokens["olivia"], "Warehouse") == [LOGISTICS]
+    assert await search(gql, tokens["olivia"], "warehouse & FLEET") == [LOGISTICS]
+    assert await search(gql, tokens["olivia"], "shops") == [RETAIL]
+    # Only accounts the viewer sees: eve sees none of Northwind's.
+    assert await search(gql, tokens["eve"], "Warehouse") == []
+
+
+async def test_search_wildcards_in_friendly_names_are_literal(gql: GraphQLClient) -> None:
+    owner = await new_customer(gql, "Wild Cards HQ")
+    percent, underscore = await register(gql, owner.token, "Site A"), await register(gql, owner.token, "Site B")
+    for member, name in ((percent, "50% off"), (underscore, "snake_case")):
+        result = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                            by_credentials(owner, member.number), friendlyName=name)
+        assert result["data"]["linkAccount"]["userErrors"] == [], result
+    assert await search(gql, owner.token, "%") == [percent.number]
+    assert await search(gql, owner.token, "0% O") == [percent.number]
+    assert await search(gql, owner.token, "_") == [underscore.number]
+    assert await search(gql, owner.token, "e_c") == [underscore.number]
+    assert await search(gql, owner.token, "50_") == []
+    assert await search(gql, owner.token, "s%c") == []
+
+
+async def test_search_skips_a_heads_friendly_name(gql: GraphQLClient, engine: AsyncEngine) -> None:
+    """The demo's heads carry one ("Head office"), but the API shows it nowhere, so searching
+    for it would answer about something hidden."""
+    owner = await new_customer(gql, "Plain HQ")
+    member = await register(gql, owner.token, "Plain Branch")
+    result = await link(gql, owner.token, owner.account.id, "MANAGEMENT",
+                        by_credentials(owner, member.number), friendlyName="Visible label")
+    assert result["data"]["linkAccount"]["userErrors"] == [], result
+    async with create_session_factory(engine)() as session:
+        await session.execute(update(LinkMember).where(LinkMember.account_id == pk(owner.account.id))
+                              .values(friendly_name="Hidden label"))
+        await session.commit()
+    assert await search(gql, owner.token, "label") == [member.number]
 
 
 @pytest.mark.parametrize("number", ["ACC-\u0000", "ACC-\ud800", "x" * 50_000])
