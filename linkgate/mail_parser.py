@@ -71,6 +71,8 @@ def read_mail(
         raise
     except RecursionError:  # multiparts inside multiparts, thousands deep
         raise Malformed("is not well-formed MIME (nested too deeply)") from None
+    except IndexError:  # a LookupError too, but the parser's own surprise (e.g. a broken Cc)
+        raise Malformed("is not well-formed MIME (unreadable: IndexError)") from None
     except LookupError:  # a charset Python does not know
         raise Malformed("is not well-formed MIME (an unknown character set)") from None
     except (ValueError, TypeError, AttributeError, IndexError, AssertionError, UnicodeError,
@@ -83,6 +85,8 @@ def _defect_name(defect: errors.MessageDefect) -> str:
 
 
 def _sender(message: EmailMessage) -> tuple[str, str]:
+    if len(message.get_all("From") or ()) != 1:  # two From headers: which one did DMARC check?
+        raise Malformed("has no single From address")
     header = message.get("From")
     addresses = getattr(header, "addresses", ()) if header is not None else ()
     if len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:

@@ -133,7 +133,7 @@ async def receive_mail(
     await begin_write(session)
     existing = await _record_of(session, mail.message_id)
     if existing is not None and existing.outcome != "refused":
-        outcome = await _again(session, existing)
+        outcome = await _again(session, existing, mail)
         await session.rollback()
         return outcome
     outcome = await _decide(session, mail, mailboxes=mailboxes, tunables=tunables)
@@ -149,7 +149,7 @@ async def receive_mail(
             return outcome  # refused either way: the answer stands
         if existing is None or existing.outcome == "refused":
             raise  # the listener answers 451: the sender tries again, and is decided then
-        outcome = await _again(session, existing)
+        outcome = await _again(session, existing, mail)
         await session.rollback()
     return outcome
 
@@ -165,7 +165,11 @@ async def _record_of(
     return await session.scalar(statement.with_for_update() if lock else statement)
 
 
-async def _again(session: AsyncSession, record: InboundMessage) -> Outcome:
+async def _again(session: AsyncSession, record: InboundMessage, mail: InboundMail) -> Outcome:
+    """A redelivery. Only its own sender hears which ticket it went to: a Message-ID is no
+    secret, so another sender reusing one learns nothing (and changes nothing)."""
+    if record.sender != mail.sender:
+        return Outcome("duplicate", 250, "2.0.0 Already received")
     number = await session.scalar(select(Ticket.number).where(Ticket.id == record.ticket_id))
     return Outcome("duplicate", 250, f"2.0.0 Already received{f' ({number})' if number else ''}",
                    ticket_id=record.ticket_id)
