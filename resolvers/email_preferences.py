@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.errors import Unauthenticated
 from auth.principals import Principal
 from models.contacts import EmailPreference
 from models.users import User
 from resolvers.audit_log import record_event
-from resolvers.database import begin_write
+from resolvers.two_factor import locked_user
 
 
 def received(opt_outs: Sequence[str] | None) -> list[EmailPreference]:
@@ -33,13 +31,7 @@ async def set_email_preferences(
 ) -> User:
     """The caller's login receives exactly ``receive`` from now on (repeats do not matter);
     audited on no account, as the login's other settings are, when it changes."""
-    await begin_write(session)
-    user = await session.scalar(
-        select(User).where(User.id == principal.user_id)
-        .with_for_update(key_share=True).execution_options(populate_existing=True)
-    )
-    if user is None:
-        raise Unauthenticated("The session has ended; sign in again.")
+    user = await locked_user(session, principal)
     wanted = set(receive)
     before = [category.value for category in received(user.email_opt_outs)]
     after = [category.value for category in EmailPreference if category in wanted]

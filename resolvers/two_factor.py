@@ -126,7 +126,7 @@ async def enable_two_factor(
 ) -> PendingTwoFactor | UserError:
     """A new pending secret (replacing an unconfirmed one); sign-in is unchanged until
     ``confirm_two_factor``, so no mail yet."""
-    user = await _locked_user(session, principal)
+    user = await locked_user(session, principal)
     if user.has_two_factor:
         await session.rollback()
         return TWO_FACTOR_ALREADY_ENABLED
@@ -155,7 +155,7 @@ async def confirm_two_factor(
     behind it). The code itself is not guessed at: the pending secret was handed to this
     caller.
     """
-    user = await _locked_user(session, principal)
+    user = await locked_user(session, principal)
     if user.has_two_factor:
         await session.rollback()
         return TWO_FACTOR_ALREADY_ENABLED
@@ -196,7 +196,7 @@ async def disable_two_factor(
 ) -> UserError | None:
     """Turns two-factor sign-in off with the password and a second factor (TOTP or recovery
     code): a stolen session alone cannot. Failures count as failed sign-ins."""
-    user = await _locked_user(session, principal)
+    user = await locked_user(session, principal)
     if not user.has_two_factor:
         await session.rollback()
         return TWO_FACTOR_NOT_ENABLED
@@ -236,7 +236,7 @@ async def regenerate_recovery_codes(
 ) -> list[str] | UserError:
     """Ten new recovery codes for a current TOTP code; the old ones stop working. A recovery
     code does not do: it would turn one code found on paper into ten."""
-    user = await _locked_user(session, principal)
+    user = await locked_user(session, principal)
     if not user.has_two_factor:
         await session.rollback()
         return TWO_FACTOR_NOT_ENABLED
@@ -271,9 +271,9 @@ async def set_up_two_factor(session: AsyncSession, *, user: User) -> TwoFactorSe
     return TwoFactorSetUp(secret, provisioning_uri(secret, user.email), codes)
 
 
-async def _locked_user(session: AsyncSession, principal: Principal) -> User:
-    """The caller's row, locked for this transaction: its two-factor changes queue up, and
-    so do its throttled checks (a burst of guesses cannot all pass one throttle check)."""
+async def locked_user(session: AsyncSession, principal: Principal) -> User:
+    """The caller's row, locked for this transaction: changes to its own settings queue up
+    (two-factor, email preferences), and so do its throttled checks (a burst of guesses cannot all pass one throttle check)."""
     await begin_write(session)
     user = await session.scalar(
         select(User).where(User.id == principal.user_id)
