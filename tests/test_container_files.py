@@ -485,6 +485,8 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert "--no-upgrade" in services["gateway"]["command"]
     assert services["migrate"]["command"] == ["linkgate", "db", "upgrade"]
     assert services["gateway"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["mail-listener"]["command"][:2] == ["linkgate", "receive-mail"]
+    assert services["mail-listener"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert {"postgres", "mailpit", "proxy"} <= set(services)
 
 
