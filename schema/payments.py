@@ -10,7 +10,6 @@ import strawberry
 from auth.permissions import Permission
 from models.payments import PaymentKind, PaymentStatus
 from resolvers import payment_methods, payments
-from resolvers.user_errors import UserError as UserErrorValue
 from schema.directives import Requires
 from schema.invoices import Invoice
 from schema.money import Money
@@ -85,10 +84,6 @@ class Payment:
 class CardSummary:
     brand: str
     last4: str
-
-
-def _errors(values: list[UserErrorValue]) -> list[UserError]:
-    return [UserError.from_value(value) for value in values]
 
 
 @strawberry.input
@@ -175,7 +170,7 @@ async def add_payment_method(info: strawberry.Info, input: AddPaymentMethodInput
         token=input.token, gateway=context.payments, throttle=context.throttle,
     )
     if isinstance(result, list):
-        return AddPaymentMethodPayload(user_errors=_errors(result))
+        return AddPaymentMethodPayload(user_errors=UserError.list_from(result))
     return AddPaymentMethodPayload(payment_method=PaymentMethod.from_model(result))
 
 
@@ -200,7 +195,7 @@ async def pay_invoice(info: strawberry.Info, input: PayInvoiceInput) -> PayInvoi
         idempotency_key=input.idempotency_key, gateway=context.payments, tunables=context.tunables,
     )
     if isinstance(result, list):
-        return PayInvoicePayload(user_errors=_errors(result))
+        return PayInvoicePayload(user_errors=UserError.list_from(result))
     return PayInvoicePayload(**_paid(result), replayed=result.replayed)
 
 
@@ -213,7 +208,7 @@ async def record_payment(info: strawberry.Info, input: RecordPaymentInput) -> In
         gateway=context.payments, tunables=context.tunables,
     )
     if isinstance(result, list):
-        return InvoicePayload(user_errors=_errors(result))
+        return InvoicePayload(user_errors=UserError.list_from(result))
     return InvoicePayload(**_paid(result), replayed=result.replayed)
 
 
@@ -225,7 +220,7 @@ async def void_invoice(info: strawberry.Info, input: VoidInvoiceInput) -> Invoic
         gateway=context.payments, tunables=context.tunables,
     )
     if isinstance(result, list):
-        return InvoicePayload(user_errors=_errors(result))
+        return InvoicePayload(user_errors=UserError.list_from(result))
     return InvoicePayload(invoice=Invoice.from_model(result))
 
 
