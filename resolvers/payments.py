@@ -221,6 +221,7 @@ async def _drive(
     method = await session.get(PaymentMethod, payment.payment_method_id)
     assert method is not None
     card = card_of(method)
+    await session.commit()  # no connection held while the processor works
     try:
         reference = payment.processor_ref
         if reference is None:
@@ -229,10 +230,13 @@ async def _drive(
                 idempotency_key=processor_key(payment.id), description=f"Invoice {invoice.number}",
                 metadata={"payment_id": str(payment.id), "invoice": invoice.number},
             )
-            if not await _remember_reference(session, payment.id, reference):
-                # Settled meanwhile (taken over as abandoned, or by a webhook): this charge
-                # is not the payment's, so it is cancelled, never confirmed.
+            held, pending = await _remember_reference(session, payment.id, reference)
+            if held != reference[:100]:
+                # Settled meanwhile (taken over as abandoned, or by a webhook), or holding
+                # another charge: this one is not the payment's, so it is cancelled.
                 await gateway.cancel_charge(reference=reference)
+                return await _answer(session, payment.id, None)
+            if not pending:  # a concurrent retry of this click already settled this charge
                 return await _answer(session, payment.id, None)
         if await _card_removed(session, payment.payment_method_id):
             return await _answer(session, payment.id, await _resolve_abandoned(
@@ -265,16 +269,23 @@ async def _answer(session: AsyncSession, payment_id: int, refusal: UserError | N
     return [_outcome_error(payment)]
 
 
-async def _remember_reference(session: AsyncSession, payment_id: int, reference: str) -> bool:
+async def _remember_reference(
+    session: AsyncSession, payment_id: int, reference: str
+) -> tuple[str | None, bool]:
     """Stored before any money can move, so every later step names this very charge; only on
-    a payment still pending with no charge yet. False if it was not stored."""
+    a payment still pending with no charge yet. Returns the charge the payment holds afterwards
+    and whether it is still pending. A concurrent retry of the same click may have stored the
+    very same charge first (the processor opens one per ``processor_key``): that is still ours,
+    and cancelling it would cancel the click's own payment."""
     await begin_write(session)
-    stored = await session.execute(
+    await session.execute(
         update(Payment).where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING,
                               Payment.processor_ref.is_(None))
         .values(processor_ref=reference[:100]))
+    held = (await session.execute(select(Payment.processor_ref, Payment.status)
+                                  .where(Payment.id == payment_id))).one()
     await session.commit()
-    return bool(stored.rowcount)
+    return held.processor_ref, held.status is PaymentStatus.PENDING
 
 
 async def _resolve_abandoned(

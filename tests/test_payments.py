@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from linkgate.app import create_app
+from linkgate.card_gateways import TestGateway
 from linkgate.settings import Settings
 from models import AuditEvent, Notification, Payment, PaymentStatus
 from models.database import create_session_factory
@@ -497,3 +498,37 @@ async def test_without_stripe_the_webhook_is_absent(gql: GraphQLClient) -> None:
     response = await gql.http.post("/payments/webhook", content=b'{"id": "evt_1"}',
                                    headers={"stripe-signature": "t=1,v1=00"})
     assert response.status_code == 404 and response.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_retry_racing_its_own_click_never_cancels_the_charge_they_share(
+    gql: GraphQLClient, engine: AsyncEngine, customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same click sent twice at once: both open the charge under one processor key (the
+    processor answers both with the same charge) and the retry stores it first. The click that
+    finds its charge already stored must not take it for a stranger's and cancel it; it answers
+    with the payment as it stands. (Found by CI: two servers, a slow processor, PAYMENT_ABANDONED.)"""
+    visa = (await add_card(gql, customer.token, customer.account.id))["paymentMethod"]
+    invoice = await issue_invoice(engine, pk(customer.account.id))
+    opened, cancel_for_real = TestGateway.open_charge, TestGateway.cancel_charge
+    cancelled: list[str] = []
+    retried: list[dict[str, Any]] = []
+    overtaken: list[str] = []
+
+    async def open_while_the_retry_runs(self: TestGateway, **charge: Any) -> str:
+        reference = await opened(self, **charge)
+        if not overtaken:  # the first click's charge is open; its retry overtakes it
+            overtaken.append(reference)
+            retried.append(await pay(gql, customer.token, invoice, visa["id"], key="twice"))
+        return reference
+
+    async def cancel(self: TestGateway, *, reference: str) -> Any:
+        cancelled.append(reference)
+        return await cancel_for_real(self, reference=reference)
+
+    monkeypatch.setattr(TestGateway, "open_charge", open_while_the_retry_runs)
+    monkeypatch.setattr(TestGateway, "cancel_charge", cancel)
+    first = await pay(gql, customer.token, invoice, visa["id"], key="twice")
+    assert retried[0]["userErrors"] == [] and retried[0]["invoice"]["status"] == "PAID"
+    assert first["userErrors"] == [] and first["invoice"]["status"] == "PAID"
+    assert cancelled == []
+    assert [p.status for p in await payments_of(engine, invoice)] == [PaymentStatus.SUCCEEDED]
