@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,8 +19,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
 from strawberry.extensions import (
@@ -31,11 +33,14 @@ from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from graphql import parse as parse_document
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from auth.errors import BadInput, LinkgateError
 from linkgate.context import build_context
 from linkgate.card_gateways import gateway_for
 from linkgate.downloads import download_endpoint
+from linkgate.graphiql import graphiql_page, graphiql_routes
+from linkgate.live import LiveSockets
 from linkgate.payment_webhook import webhook_endpoint
 from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
@@ -88,8 +93,9 @@ def error_response(status: int, code: str, message: str, **extensions: Any) -> J
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
-class GraphQLEndpoint(GraphQL):
-    """Strawberry's view with a database session per request and JSON errors throughout."""
+class GraphQLEndpoint(LiveSockets, GraphQL):
+    """Strawberry's view with a database session per request and JSON errors throughout;
+    subscriptions over graphql-transport-ws on the same path (``linkgate.live``)."""
 
     # False only in the benchmark that measures what permission checks cost (``create_app``).
     enforce_permissions: bool = True
@@ -100,11 +106,20 @@ class GraphQLEndpoint(GraphQL):
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=True,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=settings.subscription_init_timeout_seconds),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
+            # Cross-site pages may open a socket only from the CORS origins (the token travels
+            # in connection_init, never in a cookie, but a socket is still the browser's).
+            allowed_origins=settings.cors_origins,
         )
         self.settings = settings
         self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.run(WebSocket(scope, receive=receive, send=send))
+            return
         request = Request(scope, receive)
         request_id = scope["state"]["request_id"]  # given by ObserveRequests, with its header
         try:
@@ -228,7 +243,12 @@ class GraphQLEndpoint(GraphQL):
             data.pop("data", None)
         return data
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(self.settings)
+
     async def get_context(self, request: Any, response: Any) -> Any:
+        if isinstance(request, WebSocket):
+            return self.socket_context(request)
         context = build_context(
             request, request.state.session, self.settings,
             enforce_permissions=self.enforce_permissions, payments=self.payments,
@@ -423,6 +443,8 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            *graphiql_routes(settings),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint, methods=["GET"]),

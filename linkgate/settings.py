@@ -109,6 +109,17 @@ class Settings(BaseSettings):
     # sentry-trace/baggage/traceparent, apollo-require-preflight…).
     cors_allow_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Live updates (subscriptions over graphql-transport-ws on /graphql; linkgate/live.py).
+    # Open subscriptions per user on one server process, and per socket.
+    max_subscriptions_per_user: int = Field(default=20, ge=1, le=1_000)
+    max_subscriptions_per_socket: int = Field(default=10, ge=1, le=1_000)
+    # How often an idle socket's session is checked again (a revoked one is closed).
+    subscription_recheck_seconds: float = Field(default=30.0, gt=0, le=3_600)
+    # Events waiting for one subscriber that does not read; past it the socket is closed.
+    subscription_queue_size: int = Field(default=100, ge=1, le=10_000)
+    # Seconds a socket has to send connection_init after opening.
+    subscription_init_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
     # Logs: ``text`` for people, ``json`` for collectors (linkgate/logs.py).
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
