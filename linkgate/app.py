@@ -40,7 +40,7 @@ from linkgate.context import build_context
 from linkgate.card_gateways import gateway_for
 from linkgate.downloads import download_endpoint
 from linkgate.graphiql import graphiql_page, graphiql_routes
-from linkgate.live import LiveSockets
+from linkgate.live import LiveSockets, live_updates_for
 from linkgate.payment_webhook import webhook_endpoint
 from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
@@ -412,6 +412,8 @@ def create_app(
     graphql.enforce_permissions = enforce_permissions
     payments = gateway_for(settings)
     graphql.payments = payments
+    live = live_updates_for(settings, engine, sessions)
+    graphql.live = live
     if payments.name == "test" and not settings.demo:
         logger.warning("LINKGATE_PAYMENT_GATEWAY=test: cards are simulated and nothing is charged; "
                        "any customer can mark invoices paid with Stripe's test tokens")
@@ -430,7 +432,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         delivery = start_delivery_loop(settings, engine)  # None unless configured
         tune_garbage_collection(settings.gc_young_threshold)
+        await live.start()
         yield
+        await live.stop()
         await stop_delivery_loop(delivery)
         close_gateway = getattr(payments, "aclose", None)
         if close_gateway is not None:
