@@ -21,6 +21,9 @@ class TokenClaims:
     user_id: int
     token_version: int
     session_id: int
+    # When the token stops being accepted (seconds since the epoch): a socket opened with it
+    # is closed then.
+    expires_at: int | None = None
 
 
 def issue_token(
@@ -58,6 +61,7 @@ def read_token(token: str, *, secret: str, issuer: str) -> TokenClaims:
         return TokenClaims(
             user_id=_bounded_id(claims["sub"]), token_version=_bounded_id(claims["ver"], _MAX_VERSION),
             session_id=_bounded_id(claims["sid"]),
+            expires_at=claims["exp"] if isinstance(claims["exp"], int) else None,
         )
     except jwt.ExpiredSignatureError as error:
         raise Unauthenticated("The token has expired; refresh the session or sign in again.") from error

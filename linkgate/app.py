@@ -472,4 +472,5 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.live = live  # read by GET /metrics (linkgate_live_*)
     return app

@@ -16,6 +16,7 @@ from typing import NoReturn, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from linkgate.event_bus import install_commit_hooks
 from linkgate.logs import configure_logging
 from linkgate.settings import ConfigurationError, Settings, get_settings
 
@@ -431,6 +432,7 @@ def _ignore_closed_loop_in_worker_threads() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _ignore_closed_loop_in_worker_threads()
+    install_commit_hooks()  # a command's commits reach live subscribers too (PostgreSQL)
     args = build_parser().parse_args(argv)
     return int(args.handler(args))
 

@@ -34,6 +34,14 @@ Metrics (all ``linkgate_``; every label has a bounded set of values)
 ``linkgate_db_pool_connections_in_use`` (gauge)
     Connections checked out of this process's pool (the sum over the workers with several).
     Absent when the engine's pool does not count them (``NullPool``, ``StaticPool``).
+``linkgate_live_subscriptions`` (gauge)
+    Subscriptions open on this process (each reads its own queue of events).
+``linkgate_live_sockets`` (gauge)
+    Signed-in graphql-transport-ws sockets open on this process.
+``linkgate_live_listening`` (gauge)
+    1 while this process's ``LISTEN`` connection to PostgreSQL is up, 0 while it reconnects;
+    absent on SQLite. ``linkgate_live_listen_reconnects`` counts its reconnections.
+    (These four describe the process that answers the scrape, also with several workers.)
 ``linkgate_outbox_unsent`` (gauge)
     Notifications still to be sent (``sent_at`` null, fewer than
     ``LINKGATE_NOTIFICATION_MAX_ATTEMPTS`` attempts).
@@ -322,6 +330,7 @@ class Metrics:
                 status_code=401, headers={"www-authenticate": "Bearer"},
             )
         families = await self._outbox_families()
+        families.extend(_live_families(getattr(request.app.state, "live", None)))
         in_use = self._pool()
         if self._directory is None:
             if in_use is not None:
@@ -449,3 +458,23 @@ def _running(pid: int) -> bool:
         return True
     return True
 
+
+
+def _live_families(live: Any) -> list[Metric]:
+    """Subscriptions, sockets and the LISTEN connection of this process (``linkgate.live``)."""
+    if live is None:
+        return []
+    families: list[Metric] = [
+        GaugeMetricFamily("linkgate_live_subscriptions", "Subscriptions open on this process.",
+                          value=len(live.hub.streams)),
+        GaugeMetricFamily("linkgate_live_sockets", "Signed-in subscription sockets open on this process.",
+                          value=sum(len(sockets) for sockets in live.sockets_by_user.values())),
+    ]
+    if live.listener is not None:
+        families.append(GaugeMetricFamily(
+            "linkgate_live_listening", "1 while the LISTEN connection to PostgreSQL is up.",
+            value=1 if live.listener.connected.is_set() else 0))
+        families.append(GaugeMetricFamily(
+            "linkgate_live_listen_reconnects", "Times the LISTEN connection was opened again.",
+            value=live.listener.reconnects))
+    return families

@@ -49,6 +49,7 @@ from resolvers.invoice_emails import queue_invoice_issued_email
 from resolvers.ledger import lock_accounts
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
+from resolvers.live_events import LiveEvent, Topic, publish
 
 # Amounts are 32-bit integer columns.
 MAX_AMOUNT = 2**31 - 1
@@ -210,6 +211,7 @@ async def write_invoice(
             account_number=sources[charge.account_id].number,
             account_name=sources[charge.account_id].name,
         ))
+    publish(session, LiveEvent(Topic.INVOICE_ISSUED, invoice.payer_account_id, invoice.id))
     return invoice
 
 

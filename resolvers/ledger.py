@@ -39,6 +39,7 @@ from resolvers.database import begin_write
 from resolvers.reminders import balance_changed
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
+from resolvers.live_events import LiveEvent, Topic, publish
 
 # Balances and deltas are 32-bit integer columns.
 MAX_BALANCE = 2**31 - 1
@@ -119,6 +120,8 @@ async def _post(
         idempotency_key=key, created_at=at,
     )
     session.add(entry)
+    await session.flush()  # the entry's id, for the event
+    publish(session, LiveEvent(Topic.CREDIT, account.id, entry.id))
     await balance_changed(session, account, before)
     return entry
 

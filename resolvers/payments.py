@@ -52,6 +52,7 @@ from resolvers.payment_methods import PAYMENTS_UNAVAILABLE, card_of
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_optional_text
+from resolvers.live_events import LiveEvent, Topic, publish
 
 MAX_REFERENCE = 200
 
@@ -397,6 +398,7 @@ async def _apply(
     if invoice.amount_due <= 0 and invoice.status is InvoiceStatus.UNPAID:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
+    publish(session, LiveEvent(Topic.INVOICE_UPDATED, invoice.payer_account_id, invoice.id))
     record_event(session, actor=actor, action="payment.succeeded",
                  account_id=invoice.payer_account_id, target=("invoice", invoice.id),
                  before=before,
@@ -548,6 +550,7 @@ async def void_invoice(
         await session.commit()
         return [refusal]
     invoice.status = InvoiceStatus.VOID
+    publish(session, LiveEvent(Topic.INVOICE_UPDATED, invoice.payer_account_id, invoice.id))
     invoice.voided_at = datetime.now(timezone.utc)
     invoice.void_reason = cleaned
     record_event(session, actor=staff, action="invoice.voided", account_id=invoice.payer_account_id,

@@ -32,6 +32,7 @@ from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email_list, has_control_character
+from resolvers.live_events import LiveEvent, Topic, publish
 
 MAX_SUBJECT = 200
 MAX_CC_EMAILS = 10
@@ -262,12 +263,13 @@ async def _add_message(
         author_kind=author.kind, body=body, via=via, created_at=now,
     )
     session.add(message)
+    await session.flush()  # the message's id, for its files and the event
     if attachments:
-        await session.flush()
         session.add_all(TicketAttachment(
             ticket_message_id=message.id, filename=file.filename, content_type=file.content_type,
             size=len(file.data), data=file.data, created_at=now,
         ) for file in attachments)
+    publish(session, LiveEvent(Topic.TICKET, ticket.account_id, ticket.id, message.id))
     return message
 
 
@@ -306,6 +308,7 @@ async def close_ticket(
     before = ticket.status
     ticket.status = TicketStatus.CLOSED
     ticket.updated_at = utcnow()
+    publish(session, LiveEvent(Topic.TICKET, ticket.account_id, ticket.id))
     if principal.is_staff:
         record_event(
             session, actor=principal, action="ticket.closed", account_id=ticket.account_id,

@@ -11,7 +11,7 @@ from strawberry.types import ExecutionContext
 
 from schema import (
     accounts, audit, billing, contacts, credits, invitations, invoices, links, notifications, payments,
-    services, sub_accounts, tickets,
+    services, sub_accounts, subscription, tickets,
 )
 from schema.directives import install_guards
 from schema.authentication import Authenticate
@@ -29,6 +29,8 @@ GUARDED_TYPES: list[type] = [
     invoices.InvoiceLine, links.LinkGroup, links.LinkMember, notifications.Notification,
     services.Service, tickets.Ticket, *tickets.PAYLOAD_TYPES, *billing.PAYLOAD_TYPES,
     *invitations.PAYLOAD_TYPES, *sub_accounts.PAYLOAD_TYPES, *payments.PAYLOAD_TYPES,
+    # Subscription's own fields check each event in their generators (schema/subscription.py).
+    subscription.TicketEvent, subscription.CreditEvent,
 ]
 
 
@@ -65,6 +67,7 @@ def build_schema(
     schema = LinkgateSchema(
         query=Query,
         mutation=Mutation,
+        subscription=subscription.Subscription,
         types=[
             accounts.Account, audit.AuditEvent, contacts.Contact, credits.CreditLedgerEntry,
             invitations.Invitation, invoices.Invoice, links.LinkGroup, notifications.Notification,

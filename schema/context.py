@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
 from auth.errors import Unauthenticated
@@ -13,9 +14,22 @@ from auth.principals import Principal, principal_for
 from auth.sessions import SessionSettings
 from auth.tokens import TokenClaims, TokenSettings
 from auth.throttle import ThrottleSettings
+from resolvers.live_events import EventFeed
 from resolvers.loaders import Loaders
 from resolvers.payment_gateway import NoGateway, PaymentGateway
 from resolvers.tunables import Tunables
+
+
+@dataclass
+class Socket:
+    """What a subscription has that a request has not: a socket that outlives any one
+    transaction. Each event is read in a session of its own (``Context.rebind``), so no
+    connection is held between events."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    feed: EventFeed
+    # Closes the socket with a graphql-transport-ws close code (the session ended: 4401).
+    end: Callable[[int, str], None]
 
 
 @dataclass
@@ -39,12 +53,29 @@ class Context:
     payments: PaymentGateway = field(default_factory=NoGateway)
     # Switched off only by the benchmark that measures what permission checks cost.
     enforce_permissions: bool = field(default=True)
+    # Set for an operation over a socket (a subscription), ``None`` for a request.
+    socket: Socket | None = None
 
     async def authenticate(self) -> None:
-        """Resolve the caller and its permissions, once per request."""
+        """Resolve the caller and its permissions, once per request. A subscription reads
+        them in a session of its own, released at once."""
+        if self.socket is not None:
+            async with self.socket.sessions() as session:
+                await self.rebind(session)
+            return
         if self.credentials is not None and self.principal is None:
             self.principal = await principal_for(self.session, self.credentials)
         self.access = await load_access(self.session, self.principal)
+
+    async def rebind(self, session: AsyncSession) -> None:
+        """A subscription, before each event: a new session, and the caller and its rights
+        read again in it, so a revoked session or right is never honoured after the revoking
+        transaction committed. Raises ``Unauthenticated`` when the session has ended."""
+        assert self.credentials is not None
+        self.session = session
+        self.loaders = Loaders(session)
+        self.principal = await principal_for(session, self.credentials)
+        self.access = await load_access(session, self.principal)
 
     def release(self) -> None:
         """The request is over: free what it loaded (see ``Loaders.clear``)."""
