@@ -47,9 +47,9 @@ from resolvers.charges import billing_payers_at
 from resolvers.database import begin_write
 from resolvers.invoice_emails import queue_invoice_issued_email
 from resolvers.ledger import lock_accounts
+from resolvers.live_events import LiveEvent, Topic, publish
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.live_events import LiveEvent, Topic, publish
 
 # Amounts are 32-bit integer columns.
 MAX_AMOUNT = 2**31 - 1

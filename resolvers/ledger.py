@@ -36,10 +36,10 @@ from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.charges import charge_credit_purchase
 from resolvers.database import begin_write
+from resolvers.live_events import LiveEvent, Topic, publish
 from resolvers.reminders import balance_changed
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
-from resolvers.live_events import LiveEvent, Topic, publish
 
 # Balances and deltas are 32-bit integer columns.
 MAX_BALANCE = 2**31 - 1

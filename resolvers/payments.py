@@ -44,6 +44,7 @@ from resolvers.audit_log import record_event
 from resolvers.database import begin_write
 from resolvers.idempotency import clean_key
 from resolvers.invoice_documents import money
+from resolvers.live_events import LiveEvent, Topic, publish
 from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.payment_gateway import (
     ABANDONED_MESSAGE, ChargeOutcome, GatewayUnavailable, PaymentEvent, PaymentGateway,
@@ -52,7 +53,6 @@ from resolvers.payment_methods import PAYMENTS_UNAVAILABLE, card_of
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_optional_text
-from resolvers.live_events import LiveEvent, Topic, publish
 
 MAX_REFERENCE = 200
 

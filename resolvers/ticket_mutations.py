@@ -28,11 +28,11 @@ from models.users import User
 from resolvers.accounts import require_account
 from resolvers.audit_log import record_event
 from resolvers.database import begin_write
+from resolvers.live_events import LiveEvent, Topic, publish
 from resolvers.outbox import contacts_receiving, queue_email
 from resolvers.tunables import Tunables
 from resolvers.user_errors import UserError
 from resolvers.validation import clean_email_list, has_control_character
-from resolvers.live_events import LiveEvent, Topic, publish
 
 MAX_SUBJECT = 200
 MAX_CC_EMAILS = 10
