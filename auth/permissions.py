@@ -29,6 +29,33 @@ class Permission(enum.Enum):
     AUDIT_READ = "AUDIT_READ"
 
 
+# What each permission lets its holder do, in one sentence: the Permission enum's documentation
+# (introspection, GraphiQL, schema.graphql). The schema adds which fields and types each one
+# gates, read from the ``@requires`` directives themselves (schema/directives.py).
+DESCRIPTIONS: dict[Permission, str] = {
+    Permission.INVOICES_READ: "See invoices, payments, what services cost and the billing contact.",
+    Permission.CREDITS_READ: "See credit balances, the credit ledger and low-credit reminders.",
+    Permission.CREDITS_PURCHASE: "Buy prepaid credits for the account (`purchaseCredits`).",
+    Permission.CREDITS_TRANSFER: "Move credits from the account to another one (`transferCredits`).",
+    Permission.BILLING_MANAGE: "Manage billing: cards on file, the billing contact, low-credit "
+    "reminders, and (with LINKS_MANAGE) linking accounts into a BILLING group it heads.",
+    Permission.INVOICES_PAY: "Pay the account's invoices with a card on file (`payInvoice`) and "
+    "see those cards.",
+    Permission.SERVICES_READ: "See the account's services (their prices need INVOICES_READ).",
+    Permission.TICKETS_READ: "See the account's support tickets and their messages.",
+    Permission.TICKETS_WRITE: "Open, answer and close support tickets (`openTicket`, "
+    "`replyToTicket`, `closeTicket`).",
+    Permission.PROFILE_MANAGE: "Change the account's profile: its name (`renameAccount`).",
+    Permission.CONTACTS_READ: "See the account's contacts.",
+    Permission.CONTACTS_MANAGE: "Add, change and delete contacts, and manage sub-accounts: "
+    "invite them, set their permissions, see members and invitations.",
+    Permission.LINKS_MANAGE: "Link the account into groups and out of them, and read or rotate "
+    "its enrollment token.",
+    Permission.EMAILS_READ: "See the emails sent about the account.",
+    Permission.AUDIT_READ: "See the account's audit log: who changed what, and when.",
+}
+
+
 P = Permission
 Permissions = frozenset[Permission]
 

@@ -8,17 +8,25 @@ directive concerns, so the SDL cannot say one thing while the server does anothe
 - a field whose result can hold objects of a type carrying ``@requires`` (directly, in a list,
   in a connection, or through an interface such as ``Node``) checks each object against its
   own account: lists and connections leave out what the caller may not see, a single object
-  becomes ``null`` with an error.
+  becomes ``null`` with an error;
+- a subscription field is left to its generator, which checks each event's account (its parent
+  is the root, with no account of its own).
+
+It also writes the documentation of every ``@requires`` from the directive itself (so a field
+cannot carry one without the other): the gated field's or type's description gains a sentence
+naming the permission, and each ``Permission`` value lists what it gates.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import strawberry
 from strawberry.extensions import FieldExtension
+from strawberry.schema.name_converter import NameConverter
 from strawberry.schema_directive import Location
 from strawberry.types.base import StrawberryList, StrawberryOptional, has_object_definition
 from strawberry.types.field import StrawberryField
@@ -28,6 +36,7 @@ from auth.errors import NotFound, PermissionDenied
 from auth.permissions import Permission
 from schema.context import Context
 from schema.enums import Permission as _RegisteredPermission  # noqa: F401  (registers the enum)
+from schema.enums import describe_permissions
 from schema.relay import Connection
 
 
@@ -138,7 +147,8 @@ def _filter(context: Context, result: Any) -> Any:
 
 
 def install_guards(types: Iterable[type]) -> None:
-    """Attach the enforcement of every ``@requires`` in ``types`` (call once, before ``Schema``)."""
+    """Attach the enforcement of every ``@requires`` in ``types``, and its documentation (call
+    before ``Schema``; calling it again changes nothing)."""
     types = list(types)
     for cls in types:
         permission = requirement_of(cls)
@@ -147,9 +157,87 @@ def install_guards(types: Iterable[type]) -> None:
     for cls in types:
         for field in cls.__strawberry_definition__.fields:  # type: ignore[attr-defined]
             _install_on_field(field)
+    describe_requirements(types)
+
+
+# --- documentation: derived from the directives, so it cannot disagree with them ----------
+
+_NAMES = NameConverter()  # the schema's own naming (camelCase fields)
+_ROOT_TYPES = frozenset({"Query", "Mutation", "Subscription"})
+
+
+def field_requirement(field: StrawberryField) -> Permission | None:
+    """The permission a field's own ``@requires`` asks for, if it has one."""
+    for directive in field.directives:
+        if isinstance(directive, Requires):
+            return directive.permission
+    return None
+
+
+def _words(type_name: str) -> str:
+    """``CreditLedgerEntry`` -> ``credit ledger entry``: how a sentence names the type."""
+    return " ".join(re.findall(r"[A-Z][a-z0-9]*", type_name)).lower() or type_name
+
+
+def field_sentence(type_name: str, field: StrawberryField, permission: Permission) -> str:
+    """What a gated field's description says: the permission, and on which account
+    (``RequiresPermission`` checks the parent's)."""
+    if field.is_subscription:
+        whose = "the account of each event"
+    elif type_name in _ROOT_TYPES:
+        whose = "the account it concerns"
+    elif type_name == "Account":
+        whose = "the account"
+    else:
+        whose = f"the {_words(type_name)}'s account"
+    return f"Requires `{permission.value}` on {whose}."
+
+
+def type_sentence(type_name: str, permission: Permission) -> str:
+    """What a gated type's description says: each object is checked on its own account."""
+    return f"Requires `{permission.value}` on the {_words(type_name)}'s account, by every path."
+
+
+def with_sentence(description: str | None, sentence: str) -> str:
+    """``description`` with ``sentence`` after a blank line, once: the schema is built many
+    times in one process (every test app), on the same field objects."""
+    if not description:
+        return sentence
+    if description == sentence or description.endswith(f"\n\n{sentence}"):
+        return description
+    return f"{description}\n\n{sentence}"
+
+
+def describe_requirements(types: Iterable[type]) -> None:
+    """Appends the requirement to the description of every gated type and field of ``types``,
+    and lists under each ``Permission`` value what carries it (no hand-kept list to forget)."""
+    gates: dict[Permission, set[str]] = {permission: set() for permission in Permission}
+    for cls in dict.fromkeys(types):
+        definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+        type_name = definition.name
+        permission = requirement_of(cls)
+        if permission is not None:
+            definition.description = with_sentence(
+                definition.description, type_sentence(type_name, permission)
+            )
+            gates[permission].add(f"every `{type_name}`")
+        for field in definition.fields:
+            permission = field_requirement(field)
+            if permission is None:
+                continue
+            field.description = with_sentence(
+                field.description, field_sentence(type_name, field, permission)
+            )
+            gates[permission].add(f"`{type_name}.{_NAMES.from_field(field)}`")
+    describe_permissions({permission: sorted(names) for permission, names in gates.items()})
 
 
 def _install_on_field(field: StrawberryField) -> None:
+    if field.is_subscription:
+        # Its parent is the root (no account to check) and its resolver is a generator the
+        # extensions cannot wrap: a subscription checks its permission on each event's account
+        # in the generator (schema/subscription.py). Its ``@requires`` is still documented.
+        return
     kinds = {type(extension) for extension in field.extensions}
     for directive in field.directives:
         if isinstance(directive, Requires) and RequiresPermission not in kinds:

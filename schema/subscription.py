@@ -20,7 +20,7 @@ from resolvers.live_events import LiveEvent, Topic, matches
 from schema.accounts import Account
 from schema.context import Context
 from schema.credits import CreditLedgerEntry
-from schema.directives import Requires, object_error
+from schema.directives import Requires, field_requirement, object_error
 from schema.invoices import Invoice
 from schema.relay import decode_id_of
 from schema.tickets import Ticket, TicketMessage
@@ -59,7 +59,7 @@ class Subscription:
         self, info: strawberry.Info,
         account_id: AccountFilter = None,
     ) -> AsyncGenerator[TicketEvent, None]:
-        async for event in _deliveries(info.context, {Topic.TICKET}, account_id, Permission.TICKETS_READ):
+        async for event in _deliveries(info, {Topic.TICKET}, account_id):
             loaders = info.context.loaders
             ticket = await loaders.ticket_by_id.load(event.subject_id)
             if ticket is None:
@@ -81,7 +81,7 @@ class Subscription:
         self, info: strawberry.Info,
         account_id: AccountFilter = None,
     ) -> AsyncGenerator[CreditEvent, None]:
-        async for event in _deliveries(info.context, {Topic.CREDIT}, account_id, Permission.CREDITS_READ):
+        async for event in _deliveries(info, {Topic.CREDIT}, account_id):
             loaders = info.context.loaders
             entry = await loaders.ledger_entry_by_id.load(event.subject_id)
             account = await loaders.account_by_id.load(event.account_id)
@@ -99,7 +99,7 @@ class Subscription:
         self, info: strawberry.Info,
         account_id: AccountFilter = None,
     ) -> AsyncGenerator[Invoice, None]:
-        async for invoice in _invoices(info.context, Topic.INVOICE_ISSUED, account_id):
+        async for invoice in _invoices(info, Topic.INVOICE_ISSUED, account_id):
             yield invoice
 
     @strawberry.subscription(
@@ -111,12 +111,13 @@ class Subscription:
         self, info: strawberry.Info,
         account_id: AccountFilter = None,
     ) -> AsyncGenerator[Invoice, None]:
-        async for invoice in _invoices(info.context, Topic.INVOICE_UPDATED, account_id):
+        async for invoice in _invoices(info, Topic.INVOICE_UPDATED, account_id):
             yield invoice
 
 
-async def _invoices(context: Context, topic: Topic, account_id: strawberry.ID | None) -> AsyncIterator[Invoice]:
-    async for event in _deliveries(context, {topic}, account_id, Permission.INVOICES_READ):
+async def _invoices(info: strawberry.Info, topic: Topic, account_id: strawberry.ID | None) -> AsyncIterator[Invoice]:
+    context: Context = info.context
+    async for event in _deliveries(info, {topic}, account_id):
         row = await context.loaders.invoice_by_id.load(event.subject_id)
         if row is None:
             continue
@@ -127,11 +128,14 @@ async def _invoices(context: Context, topic: Topic, account_id: strawberry.ID | 
 
 
 async def _deliveries(
-    context: Context, topics: set[Topic], account_id: strawberry.ID | None, permission: Permission,
+    info: strawberry.Info, topics: set[Topic], account_id: strawberry.ID | None,
 ) -> AsyncIterator[LiveEvent]:
     """The events this subscriber may hear of, each while a fresh session is bound to the
-    context (the payload is built inside it). Ends quietly when the socket's session ended
-    (the socket is closed with 4401) or the subscriber fell too far behind."""
+    context (the payload is built inside it). The permission is the field's own printed
+    ``@requires``: what the schema says is what is checked. Ends quietly when the socket's
+    session ended (the socket is closed with 4401) or the subscriber fell too far behind."""
+    context: Context = info.context
+    permission = _required(info)
     socket = context.socket
     if socket is None:
         raise BadInput("Subscriptions run over a WebSocket on /graphql (graphql-transport-ws).")
@@ -155,3 +159,11 @@ async def _deliveries(
                     yield event
     finally:
         stream.close()
+
+
+
+def _required(info: strawberry.Info) -> Permission:
+    """The permission of the subscription field being resolved (its ``@requires``)."""
+    permission = field_requirement(info._field)
+    assert permission is not None, f"subscription field {info.field_name} has no @requires"
+    return permission

@@ -17,3 +17,12 @@ def test_the_directive_is_printed() -> None:
     assert "directive @requires(permission: Permission!) on FIELD_DEFINITION | OBJECT" in sdl
     assert "type Invoice implements Node @requires(permission: INVOICES_READ)" in sdl
     assert "monthlyPrice: Money @requires(permission: INVOICES_READ)" in sdl
+
+
+def test_the_docs_state_permissions_and_codes() -> None:
+    """What schema.graphql documents beside the directives (tests/test_schema_docs.py has the rules)."""
+    sdl = print_schema_sdl()
+    assert '  """Requires `CREDITS_READ` on the account."""\n  creditBalance: Int @requires(permission: CREDITS_READ)' in sdl
+    assert '"""Requires `INVOICES_READ` on the invoice\'s account, by every path."""\ntype Invoice implements Node' in sdl
+    assert "  code: UserErrorCode!\n" in sdl
+    assert "enum UserErrorCode {" in sdl
