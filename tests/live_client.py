@@ -57,7 +57,10 @@ class Live:
     async def next(self, timeout: float = 10) -> dict[str, Any]:
         """The next message other than a ping (answered)."""
         while True:
-            message = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+            frame = await asyncio.wait_for(self.connection.recv(), timeout)
+            # Text frames only: browsers' graphql-ws clients refuse binary ones.
+            assert isinstance(frame, str), f"a binary frame: {frame[:80]!r}"
+            message = json.loads(frame)
             if message["type"] == "ping":
                 await self.send({"type": "pong"})
                 continue
