@@ -7,6 +7,14 @@
 # (exit 2) while the database is behind. Run `linkgate db upgrade` once per release, as a
 # one-shot container (compose.yaml's `migrate` service).
 
+# --- graphiql: GraphiQL's browser files from npm, as package-lock.json pins them ----------
+# (linkgate/graphiql.py serves them under /graphiql/; nothing of Node reaches the image)
+FROM node:20-bookworm-slim AS graphiql
+
+WORKDIR /web
+COPY assets/package.json assets/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 # --- builder: compilers for any dependency without a wheel; the venv in /opt/venv ----------
 FROM python:3.11-slim-bookworm AS builder
 
@@ -35,8 +43,14 @@ COPY auth ./auth
 COPY resolvers ./resolvers
 COPY schema ./schema
 COPY linkgate ./linkgate
-RUN pip install --no-deps . \
-    && linkgate --help > /dev/null
+# GraphiQL's files go into the package (package data) before it is installed; then the
+# installed package (-I: not this folder's copy) must find them.
+COPY --from=graphiql /web/node_modules ./assets/node_modules
+COPY assets/graphiql-start.js ./assets/
+RUN python -m linkgate.graphiql assets linkgate/graphiql_assets \
+    && pip install --no-deps . \
+    && linkgate --help > /dev/null \
+    && python -I -c "import linkgate.graphiql as g, sys; sys.exit(g.installed() is None)"
 
 # --- runtime: the venv, a non-root user, nothing else ---------------------------------------
 FROM python:3.11-slim-bookworm AS runtime

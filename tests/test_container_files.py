@@ -390,6 +390,20 @@ def test_dockerfile_installs_from_the_lock_then_the_project_without_dependencies
     assert any("python -m venv /opt/venv" in run for run in runs)
 
 
+def test_dockerfile_builds_graphiql_from_the_npm_lock_into_the_package() -> None:
+    """GraphiQL's files (linkgate/graphiql.py): `npm ci` from the lock in a Node stage, copied
+    into the package before it is installed; no Node in the runtime image."""
+    stages = dockerfile_stages()
+    node = next(stage for stage in stages if stage.image.startswith("node:"))
+    assert node is not stages[-1] and node.name
+    assert any("assets/package-lock.json" in sources for sources, _, _ in copies(node))
+    assert any(re.search(r"\bnpm ci\b.*--ignore-scripts", run) for run in node.all("RUN")), node.all("RUN")
+    builder = next(stage for stage in stages if any(flags.get("from") == node.name for _, _, flags in copies(stage)))
+    runs = " && ".join(builder.all("RUN"))
+    assert runs.index("python -m linkgate.graphiql") < runs.index("pip install --no-deps ."), runs
+    assert not any(flags.get("from") == node.name for _, _, flags in copies(stages[-1]))
+
+
 def test_dockerfile_runs_as_a_user_with_a_readiness_check_and_never_migrates() -> None:
     runtime = dockerfile_stages()[-1]
     users = runtime.all("USER")
@@ -431,11 +445,18 @@ def dockerignore_excludes(path: str) -> bool:
     return excluded
 
 
+# Built by `make` in a checkout and by a stage of its own in the image: a local copy (perhaps
+# stale) must stay out of the build context.
+BUILT_IN_THE_IMAGE = ("linkgate/graphiql_assets/", "assets/node_modules/")
+
+
 def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
     stages = dockerfile_stages()
     names = {stage.name for stage in stages}
     assert dockerignore_excludes(".git/HEAD") and dockerignore_excludes(".venv/pyvenv.cfg")
     assert dockerignore_excludes("linkgate.db") and dockerignore_excludes("tests/conftest.py")
+    for built in BUILT_IN_THE_IMAGE:
+        assert dockerignore_excludes(f"{built}manifest.json"), f".dockerignore lets a local {built} in"
     copied = 0
     for stage in stages:
         for sources, _, flags in copies(stage):
@@ -450,6 +471,8 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
                 ]
                 for item in files:
                     relative = item.relative_to(ROOT).as_posix()
+                    if relative.startswith(BUILT_IN_THE_IMAGE):
+                        continue
                     assert not dockerignore_excludes(relative), f".dockerignore leaves out {relative}"
                     copied += 1
     assert copied > 10
