@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -21,17 +22,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.types import ExecutionResult
 from strawberry.extensions import (
     AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
     ValidationCache,
 )
 from cross_web import HTTPException
-from graphql import GraphQLError, OperationDefinitionNode, OperationType
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, specified_rules
 from graphql import parse as parse_document
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -45,6 +48,10 @@ from linkgate.payment_webhook import webhook_endpoint
 from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
 from linkgate.observation import ObserveRequests, OperationNames, current_observation
+from linkgate.persisted_documents import (
+    NOT_FOUND_CACHE_CONTROL, NOT_FOUND_CODE, PersistedDocuments, PersistedQueryNotFound,
+    RegisterPersistedQueries, TrustedDocuments, TrustedParsing, TrustedValidation, not_found_error,
+)
 from linkgate.request_body import Operation, operation_in_query_string, operations_in_body
 from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
@@ -57,6 +64,7 @@ from schema.input_rules import UntypableStringLiterals
 from schema.document_limits import TOO_MANY_TOKENS, DocumentLimits, lex
 from schema.limits import CostLimit
 from schema.parsing import CachedParsing
+from schema.trusted_documents import TrustedDocumentsOnly
 
 logger = logging.getLogger("linkgate.app")
 
@@ -93,6 +101,18 @@ def error_response(status: int, code: str, message: str, **extensions: Any) -> J
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages are JSON text frames: a browser's graphql-ws client
+    refuses a binary one, which Strawberry sends whenever ``encode_json`` gives bytes (as it
+    does here, for the HTTP bodies)."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(encode_json(message).decode("utf-8"))
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
 class GraphQLEndpoint(LiveSockets, GraphQL):
     """Strawberry's view with a database session per request and JSON errors throughout;
     subscriptions over graphql-transport-ws on the same path (``linkgate.live``)."""
@@ -100,8 +120,12 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
     # False only in the benchmark that measures what permission checks cost (``create_app``).
     enforce_permissions: bool = True
     payments: PaymentGateway = NoGateway()
+    websocket_adapter_class = TextFrames  # type: ignore[assignment]
 
-    def __init__(self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        persisted: PersistedDocuments,
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -115,6 +139,7 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
         )
         self.settings = settings
         self.sessions = sessions
+        self.persisted = persisted  # what the requests' hashes and documentIds name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -190,7 +215,9 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         """Strawberry's, with ``linkgate.request_body`` deciding what a body may be: any
         JSON value, bytes that are not UTF-8, a batch item that is not an object or a string
-        with a NUL in it is a 400 naming the field, never an exception inside the view."""
+        with a NUL in it is a 400 naming the field, never an exception inside the view.
+        A persisted document's hash or id becomes its text here (``linkgate.persisted_documents``),
+        so everything after sees the text, as if the client had sent it."""
         transport = self._get_stream_transport_from_headers(request.headers)
         protocol: Any = transport.protocol if transport else "http"
         if request.method == "GET":
@@ -199,8 +226,11 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
             found = operations_in_body(await request.get_body())
         if isinstance(found, list):
             self._validate_batch_request(found, protocol=protocol)
-            return [_request_data(operation, protocol) for operation in found]
-        return _request_data(found, protocol)
+            return [
+                _request_data(self.persisted.resolve(operation, f"[{index}]."), protocol)
+                for index, operation in enumerate(found)
+            ]
+        return _request_data(self.persisted.resolve(found), protocol)
 
     async def execute_operation(  # type: ignore[override]
         self, request: Any, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
@@ -209,6 +239,8 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
         transaction, so one operation's rollback would undo another's writes (a spent refresh
         token, a counted sign-in failure). Batches are for queries: one with a mutation in it
         is refused before anything runs."""
+        if isinstance(request_data, _UnknownHash):
+            return _not_found()
         if isinstance(request_data, list):
             texts = [item.query for item in request_data if isinstance(item.query, str)]
             # One budget for the whole batch: ten operations cost what one may, not ten times.
@@ -222,6 +254,19 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
                 raise HTTPException(400, "Send mutations one request at a time: a batch may only hold queries.")
         return await super().execute_operation(request, request_adapter, request_data, *args, **kwargs)
 
+    async def execute_single(  # type: ignore[override]
+        self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
+        root_value: Any, request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's; an operation of a batch whose APQ hash is unknown gets its own
+        ``PersistedQueryNotFound``, so the client resends that one and the others run."""
+        if isinstance(request_data, _UnknownHash):
+            return _not_found()
+        return await super().execute_single(
+            request=request, request_adapter=request_adapter, sub_response=sub_response,
+            context=context, root_value=root_value, request_data=request_data,
+        )
+
     async def process_result(self, request: Request, result: Any) -> Any:
         """Chooses the HTTP status of a single operation's response (see ``_negotiated``)."""
         data = await super().process_result(request, result)
@@ -229,13 +274,20 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
         if observation is not None:
             observation.add_result(data.get("data"), data.get("errors"))
         # Request-level failures (the token, the database; not a field) get their HTTP status.
-        request_codes = {
-            (error.extensions or {}).get("code") for error in result.errors or () if not error.path
-        }
+        request_errors = [error.extensions or {} for error in result.errors or () if not error.path]
+        request_codes = {extensions.get("code") for extensions in request_errors}
         if result.data is None and "UNAUTHENTICATED" in request_codes:
             request.state.status_code = 401
         elif result.data is None and "INTERNAL_SERVER_ERROR" in request_codes:
             request.state.status_code = 500
+        elif NOT_FOUND_CODE in request_codes:
+            # Apollo's protocol: 200 whatever the Accept header (on a 400 apollo-client would
+            # stop using hashes altogether), Apollo Server's body, and no copy kept by a CDN.
+            data.pop("data", None)
+            request.state.cache_control = NOT_FOUND_CACHE_CONTROL
+        elif result.data is None and any(extensions.get("trustedDocumentsOnly") for extensions in request_errors):
+            request.state.status_code = 400  # the document may never run here: the request is wrong
+            data.pop("data", None)
         elif result.data is None and result.errors and _wants_graphql_response(request):
             # application/graphql-response+json: a request that never executed is a 4xx,
             # and its body has no ``data`` entry.
@@ -295,12 +347,25 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _request_data(operation: Operation, protocol: Any) -> GraphQLRequestData:
-    return GraphQLRequestData(
-        query=operation.query, variables=operation.variables,
-        operation_name=operation.operation_name, extensions=operation.extensions,
+@dataclass
+class _UnknownHash(GraphQLRequestData):
+    """An operation whose APQ hash this process does not hold: it never runs, and is
+    answered ``PersistedQueryNotFound`` (``GraphQLEndpoint.execute_single``)."""
+
+
+def _request_data(found: Operation | PersistedQueryNotFound, protocol: Any) -> GraphQLRequestData:
+    kind = GraphQLRequestData
+    if isinstance(found, PersistedQueryNotFound):
+        kind, found = _UnknownHash, found.operation
+    return kind(
+        query=found.query, variables=found.variables,
+        operation_name=found.operation_name, extensions=found.extensions,
         protocol=protocol,
     )
+
+
+def _not_found() -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[not_found_error()])
 
 
 def _has_mutation(query: str, max_tokens: int) -> bool:
@@ -340,6 +405,9 @@ def _negotiated(request: Request, response: Response) -> Response:
     status = getattr(request.state, "status_code", None)
     if status is not None:
         response.status_code = status
+    cache_control = getattr(request.state, "cache_control", None)
+    if cache_control is not None:
+        response.headers["cache-control"] = cache_control
     if response.media_type == "application/json" and _wants_graphql_response(request):
         response.headers["content-type"] = "application/graphql-response+json; charset=utf-8"
     return response
@@ -347,6 +415,48 @@ def _negotiated(request: Request, response: Response) -> Response:
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+def limit_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """The validation rules the limits add to GraphQL's own. Make them once per application:
+    the validation cache is keyed by the rule classes, and the limiters make new classes each
+    time they are constructed, so building them per request would validate every request
+    afresh."""
+    rules: list[type[ASTValidationRule]] = [
+        UntypableStringLiterals,
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not settings.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return rules
+
+
+def shape_limits(settings: Settings) -> DocumentLimits:
+    """The limits measured before parsing and before validation, so a hostile document is
+    refused before either costs CPU; shared by the requests (it remembers the texts that
+    passed)."""
+    return DocumentLimits(
+        max_tokens=settings.max_query_tokens,
+        max_selections_per_set=settings.max_selections_per_set,
+        max_selections=settings.max_selections,
+        max_merge_comparisons=settings.max_merge_comparisons,
+    )
+
+
+def trusted_documents_for(settings: Settings) -> TrustedDocuments | None:
+    """``LINKGATE_TRUSTED_DOCUMENTS``, every document checked as a request's would be (the
+    tokens, the shape limits, GraphQL's rules and ``limit_rules``); None when unset.
+    ``ConfigurationError`` in one line otherwise. The settings call this too, so that
+    ``linkgate serve`` stops before it starts rather than in a worker."""
+    if settings.trusted_documents is None:
+        return None
+    return TrustedDocuments.load(
+        settings.trusted_documents,
+        schema=build_schema()._schema,
+        rules=[*specified_rules, *limit_rules(settings)],
+        limits=shape_limits(settings),
+    )
 
 
 def create_app(
@@ -361,6 +471,14 @@ def create_app(
     ``tracing``: given by tests; otherwise from the ``OTEL_*`` variables (off unless set)."""
     settings = settings or get_settings()
     settings.signing_key  # noqa: B018 — a server without a key cannot start (ConfigurationError)
+    # Persisted documents (linkgate/persisted_documents.py); a wrong manifest stops the start
+    # here (ConfigurationError). Its documents are parsed and validated now, once: the parser
+    # and validation caches take them from it.
+    trusted = trusted_documents_for(settings)
+    persisted = PersistedDocuments(
+        trusted, trusted_only=settings.trusted_documents_only,
+        cache_size=settings.persisted_query_cache_size,
+    )
     engine = engine or create_engine(settings.database_url)
     if tracing is None:
         tracing = Tracing.from_environment()  # None unless OTEL_* variables ask for traces
@@ -371,44 +489,40 @@ def create_app(
 
     # Dashboards send the same few documents over and over: parse and validate each once.
     # Both caches are bounded, so unique query texts cannot grow memory.
-    # The limits' validation rules are made once: the validation cache is keyed by the rule
-    # classes, and the limiters make new classes each time they are constructed, so building
-    # them per request would validate every request afresh.
-    limit_rules = [
-        UntypableStringLiterals,
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-    ]
-    if not settings.introspection:
-        limit_rules.append(NoSchemaIntrospectionCustomRule)
-    # Measured before parsing and before validation, so a hostile document is refused before
-    # either costs CPU; shared by the requests (it remembers the texts that passed).
-    document_limits = DocumentLimits(
-        max_tokens=settings.max_query_tokens,
-        max_selections_per_set=settings.max_selections_per_set,
-        max_selections=settings.max_selections,
-        max_merge_comparisons=settings.max_merge_comparisons,
-    )
+    rules = limit_rules(settings)
+    document_limits = shape_limits(settings)
+
+    def parsing() -> CachedParsing:
+        return CachedParsing(maxsize=256) if trusted is None else TrustedParsing(trusted, maxsize=256)
+
+    def validation() -> ValidationCache:
+        return ValidationCache(maxsize=256) if trusted is None else TrustedValidation(trusted, maxsize=256)
+
     extensions: list[Any] = [
         # First of all: its parse and validation spans enclose the caches' and limits' work.
         *(tracing.schema_extensions() if tracing is not None else ()),
         # Then the token limit is a parse option, so it must be set before parsing.
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        # Trusted documents only: a customer's other document is refused before it is
+        # measured or parsed.
+        *([lambda: TrustedDocumentsOnly(trusted)] if trusted is not None and persisted.trusted_only else []),
         # Before the parser cache (its on_parse parses) and ValidationCache (its on_validate
         # validates).
         document_limits.extension,
-        lambda: CachedParsing(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        lambda: AddValidationRules(limit_rules),
+        parsing,
+        validation,
+        lambda: AddValidationRules(rules),
         lambda: CostLimit(max_cost=settings.max_query_cost),
         OperationNames,
+        # Last: a document sent with its APQ hash is kept once everything before let it run.
+        *([lambda: RegisterPersistedQueries(persisted)] if persisted.registered is not None else []),
     ]
     schema = build_schema(
         extensions,
         hide_suggestions=not settings.introspection,
         max_batch_operations=settings.max_batch_operations,
     )
-    graphql = GraphQLEndpoint(schema, settings, sessions)
+    graphql = GraphQLEndpoint(schema, settings, sessions, persisted)
     graphql.enforce_permissions = enforce_permissions
     payments = gateway_for(settings)
     graphql.payments = payments

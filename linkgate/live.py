@@ -150,6 +150,12 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             await operation.send_operation_message(CompleteMessage(id=operation.id, type="complete"))
         except _OperationStreamClosed:
             return
+        except LinkgateError as error:
+            # A refusal before execution (a document limit, trusted documents only): told
+            # to the client as that operation's error, as an HTTP request would be.
+            refusal = GraphQLError(error.message, extensions={"code": error.code, **error.extensions})
+            await operation.send_operation_message(
+                {"id": operation.id, "type": "error", "payload": [refusal.formatted]})
         except Exception as error:  # pragma: no cover - logged once, the socket stays up
             await self.handle_task_exception(error)
             with contextlib.suppress(Exception):
@@ -209,18 +215,25 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
 
 
 def _refusal(query: object, max_tokens: int) -> GraphQLError | None:
-    """Why an operation may not run over the socket, if it may not. A document that does not
-    parse is left to Strawberry, which closes the socket with the syntax error (the protocol's
-    rule)."""
+    """Why an operation may not run over the socket, if it may not: not a string, over the
+    token limit, more than one operation, or not a subscription. A document that does not
+    parse otherwise is left to Strawberry, which closes the socket with the syntax error (the
+    protocol's rule)."""
     if not isinstance(query, str):
         return GraphQLError("The subscribe message needs a `query` string.",
                             extensions={"code": "BAD_USER_INPUT"})
     try:
         document = parse_document(query, max_tokens=max_tokens, no_location=True)
-    except GraphQLError:
-        return None
+    except GraphQLError as error:
+        if "tokens" not in error.message:
+            return None
+        return GraphQLError(f"The document holds more than {max_tokens} tokens.",
+                            extensions={"code": "BAD_USER_INPUT", "limit": "tokens", "maxTokens": max_tokens})
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operations and all(d.operation is not OperationType.SUBSCRIPTION for d in operations):
+    if len(operations) > 1:
+        return GraphQLError("Send one operation per subscribe message.",
+                            extensions={"code": "BAD_USER_INPUT"})
+    if operations and operations[0].operation is not OperationType.SUBSCRIPTION:
         return GraphQLError("Over the socket only subscriptions run; send queries and mutations "
                             "as HTTP requests.", extensions={"code": "BAD_USER_INPUT"})
     return None

@@ -34,6 +34,9 @@ ANONYMOUS = "_anonymous"
 UNNAMED = "_unknown"  # a request whose document never parsed, or named no operation in it
 
 
+PERSISTED_QUERY_MISS = "PERSISTED_QUERY_NOT_FOUND"
+
+
 @dataclass(slots=True)
 class RequestObservation:
     request_id: str
@@ -60,6 +63,10 @@ class RequestObservation:
             key = str(path[0]) if path else None
             self.errors.append((str(code), self.root_fields.get(key, key) if key else None))
         outcome: Outcome = "ok" if not errors else ("partial" if data is not None else "error")
+        if errors and all(code == PERSISTED_QUERY_MISS for code, _ in self.errors[-len(errors):]):
+            # An APQ client's first step (it resends the document at once), not a failure: the
+            # code is still counted in linkgate_graphql_errors_total.
+            outcome = "ok"
         order = ("ok", "partial", "error")
         if self.graphql_outcome is None or order.index(outcome) > order.index(self.graphql_outcome):
             self.graphql_outcome = outcome

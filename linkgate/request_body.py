@@ -1,13 +1,14 @@
 """What a request to ``/graphql`` may carry, decided once, before GraphQL sees any of it.
 
 A POST body is one JSON object or a batch (a list) of them; a GET carries the same fields as
-query parameters. Each operation holds ``query`` and ``operationName`` (strings),
-``variables`` and ``extensions`` (objects), each of them null or absent if not needed. No
-string anywhere in it may hold a character no one can type or store
-(``resolvers.validation.untypable_character``: a NUL, a lone surrogate), so no resolver, SQL
-statement or log line ever meets one; and no list in it may hold over ``MAX_LIST_ITEMS``
-items. JSON is read by orjson, which refuses invalid UTF-8, nesting over 1,024 levels and
-numbers that are not finite.
+query parameters. Each operation holds ``query``, ``operationName`` and ``documentId``
+(strings), ``variables`` and ``extensions`` (objects), each of them null or absent if not
+needed; what a ``documentId`` or an ``extensions.persistedQuery`` names is for
+``linkgate.persisted_documents`` to say. No string anywhere in it may hold a character no one
+can type or store (``resolvers.validation.untypable_character``: a NUL, a lone surrogate), so
+no resolver, SQL statement or log line ever meets one; and no list in it may hold over
+``MAX_LIST_ITEMS`` items. JSON is read by orjson, which refuses invalid UTF-8, nesting over
+1,024 levels and numbers that are not finite.
 
 Every refusal is a ``BadInput`` naming where the problem is (``field``: ``variables.input.name``,
 ``[2].query``), which the endpoint answers with HTTP 400 and ``BAD_USER_INPUT``.
@@ -38,6 +39,8 @@ class Operation:
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+    # A trusted document's id (GraphQL over HTTP's persisted documents), instead of ``query``.
+    document_id: str | None = None
 
 
 def decode_json(data: str | bytes, *, what: str = "The body", path: str | None = None) -> Any:
@@ -130,14 +133,15 @@ def _operation(item: Any, prefix: str) -> Operation:
     if not isinstance(item, dict):
         raise BadInput(
             f"Expected {where} to be a JSON object with `query` and, if needed, `variables`, "
-            f"`operationName` and `extensions`; got {_json_kind(item)}.",
+            f"`operationName` and `extensions`; got {json_kind(item)}.",
             **({"field": prefix.rstrip(".")} if prefix else {}),
         )
     query = _field(item, prefix, "query", str)
     variables = _field(item, prefix, "variables", dict)
     operation_name = _field(item, prefix, "operationName", str)
     extensions = _field(item, prefix, "extensions", dict)
-    return Operation(query, variables, operation_name, extensions)
+    document_id = _field(item, prefix, "documentId", str)
+    return Operation(query, variables, operation_name, extensions, document_id)
 
 
 def _field(item: dict[str, Any], prefix: str, name: str, kind: type) -> Any:
@@ -146,12 +150,13 @@ def _field(item: dict[str, Any], prefix: str, name: str, kind: type) -> Any:
         return value
     expected = "a string" if kind is str else "an object"
     raise BadInput(
-        f"`{prefix}{name}` must be {expected} or null; got {_json_kind(value)}.",
+        f"`{prefix}{name}` must be {expected} or null; got {json_kind(value)}.",
         field=f"{prefix}{name}",
     )
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type, for messages ("an array", "null")."""
     if value is None:
         return "null"
     if isinstance(value, bool):

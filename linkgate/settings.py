@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from email.utils import parseaddr
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
@@ -108,6 +109,15 @@ class Settings(BaseSettings):
     # Request headers a browser may send besides Authorization and Content-Type (tracing's
     # sentry-trace/baggage/traceparent, apollo-require-preflight…).
     cors_allow_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Persisted documents (docs/persisted-documents.md). Automatic persisted queries: the
+    # documents clients registered by hash, least recently used first out; in this process's
+    # memory (each process keeps its own; a miss makes the client send the document again).
+    persisted_query_cache_size: int = Field(default=1_000, ge=1, le=100_000)
+    # Trusted documents: graphql-codegen's persisted-documents.json ({"<sha256 hex>": "<document>"}),
+    # checked whole at startup; and whether customers may run only those (staff run anything).
+    trusted_documents: Path | None = None
+    trusted_documents_only: bool = False
 
     # Live updates (subscriptions over graphql-transport-ws on /graphql; linkgate/live.py).
     # Open subscriptions per user on one server process, and per socket.
@@ -293,6 +303,21 @@ class Settings(BaseSettings):
             raise ValueError(f"is not a Stripe {'secret key (sk_… or rk_…)' if 'key' in info.field_name else 'webhook signing secret (whsec_…)'}")
         return value
 
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _manifest_path(cls, value: Any) -> Any:
+        """Set but empty: as if unset (``Path("")`` would be the working directory)."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("trusted_documents")
+    @classmethod
+    def _manifest_is_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("not a file: name graphql-codegen's persisted-documents.json")
+        return value
+
     @field_validator("payment_gateway", mode="before")
     @classmethod
     def _gateway_name(cls, value: Any) -> Any:
@@ -310,6 +335,23 @@ class Settings(BaseSettings):
         if self.payment_gateway == "stripe" and (self.stripe_api_key is None or self.stripe_webhook_secret is None):
             raise ValueError("LINKGATE_PAYMENT_GATEWAY: stripe needs LINKGATE_STRIPE_API_KEY and "
                              "LINKGATE_STRIPE_WEBHOOK_SECRET")
+        if self.trusted_documents_only and self.trusted_documents is None:
+            raise ValueError("LINKGATE_TRUSTED_DOCUMENTS_ONLY: needs LINKGATE_TRUSTED_DOCUMENTS, "
+                             "the manifest of the documents customers may run")
+        return self
+
+    @model_validator(mode="after")
+    def _trusted_documents_load(self) -> Settings:
+        """Every command that reads the settings checks the manifest whole (each hash, each
+        document against the schema and the limits), so ``serve`` stops in one line before
+        any worker starts rather than a worker failing with a traceback."""
+        if self.trusted_documents is not None:
+            from linkgate.app import trusted_documents_for
+
+            try:
+                trusted_documents_for(self)
+            except ConfigurationError as error:
+                raise ValueError(str(error)) from None
         return self
 
     @property

@@ -16,6 +16,7 @@ from tests.servers import run_cli
 
 # Settings whose wrong values cannot be derived from their type alone.
 SPECIAL_CASES: dict[str, list[str]] = {
+    "trusted_documents": ["/nonexistent/persisted-documents.json"],
     "database_url": ["mysql+aiomysql://db/linkgate", "postgresql://db/linkgate", "::not a url::",
                      "postgresql+asyncpg://app@db:5432/app?sslmode=require",
                      "postgresql+asyncpg://app@db:99999/app",

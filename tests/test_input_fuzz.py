@@ -90,7 +90,8 @@ FUZZ = settings(
                            HealthCheck.filter_too_much, HealthCheck.data_too_large,
                            HealthCheck.large_base_example],
 )
-KNOWN_CODES = {"BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "RATE_LIMITED"}
+KNOWN_CODES = {"BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "RATE_LIMITED",
+               "PERSISTED_QUERY_NOT_FOUND"}
 REFUSED_CALLER = {"UNAUTHENTICATED", "FORBIDDEN"}
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 # What a leaked Python traceback always shows (no hostile value here holds either).

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import secrets
 import socket
 import uuid
@@ -438,6 +440,51 @@ async def test_one_listen_connection_per_process_that_comes_back_after_being_kil
         await live.close()
     finally:
         await admin.close()
+
+
+async def test_the_document_limits_hold_over_the_socket(replicas: list[str], customer: Customer) -> None:
+    live = await Live.open(replicas[0], customer.token)
+    try:
+        wide = "subscription { ticketUpdated { ticket { " + " ".join(f"a{i}: id" for i in range(150)) + " } } }"
+        many_tokens = TICKETS + " " + " ".join(f"query q{i} {{ __typename }}" for i in range(3000))
+        two = "subscription a { ticketUpdated { ticket { id } } } subscription b { ticketUpdated { ticket { id } } }"
+        for operation_id, query in [("wide", wide), ("tokens", many_tokens), ("two", two)]:
+            await live.subscribe(operation_id, query)
+            refused = await live.answer(operation_id)
+            assert refused["type"] == "error", refused
+            assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT", refused
+        await live.subscribe("ok", TICKETS)  # still open
+        await live.silent_for(0.3)
+    finally:
+        await live.close()
+
+
+async def test_trusted_documents_only_holds_over_the_socket(
+    database_url: str, tmp_path: Any, engine: AsyncEngine, tokens: dict[str, str]
+) -> None:
+    """With LINKGATE_TRUSTED_DOCUMENTS_ONLY a customer's socket runs only manifest documents;
+    staff may run any, as over HTTP."""
+    manifest = tmp_path / "persisted-documents.json"
+    manifest.write_text(json.dumps({hashlib.sha256(TICKETS.encode()).hexdigest(): TICKETS}))
+    environment = clean_environment(
+        LINKGATE_DATABASE_URL=database_url, LINKGATE_SECRET_KEY=TEST_SECRET,
+        LINKGATE_TRUSTED_DOCUMENTS=str(manifest), LINKGATE_TRUSTED_DOCUMENTS_ONLY="true",
+    )
+    with running_server(UVICORN, environment=environment) as server:
+        customer = await Live.open(server.base, tokens["olivia"])
+        staff = await Live.open(server.base, tokens["agent"])
+        try:
+            await customer.subscribe("trusted", TICKETS)
+            await customer.subscribe("other", CREDITS)
+            refused = await customer.answer("other")
+            assert refused["type"] == "error" and refused["payload"][0]["extensions"].get("trustedDocumentsOnly"), refused
+            await staff.subscribe("free", CREDITS)
+            await staff.silent_for(0.5)  # accepted: no error
+            await customer.silent_for(0.2)  # the trusted one runs quietly
+        finally:
+            await customer.close()
+            await staff.close()
+    assert "Traceback" not in server.output, server.output[-3000:]
 
 
 async def test_zz_nothing_is_left_open_after_the_sockets_close(replicas: list[str]) -> None:
