@@ -61,7 +61,7 @@ def read_token(token: str, *, secret: str, issuer: str) -> TokenClaims:
         return TokenClaims(
             user_id=_bounded_id(claims["sub"]), token_version=_bounded_id(claims["ver"], _MAX_VERSION),
             session_id=_bounded_id(claims["sid"]),
-            expires_at=claims["exp"] if isinstance(claims["exp"], int) else None,
+            expires_at=int(claims["exp"]),
         )
     except jwt.ExpiredSignatureError as error:
         raise Unauthenticated("The token has expired; refresh the session or sign in again.") from error

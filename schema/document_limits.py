@@ -159,6 +159,16 @@ def count_selections(shape: Shape, cap: int) -> tuple[int, list[str] | None]:
     return total, None
 
 
+def unknown_fragment(shape: Shape) -> str | None:
+    """The first fragment spread whose fragment the document does not define, if any."""
+    defined = {name for name, _ in shape.definitions if name is not None}
+    for _name, selections in shape.definitions:
+        for spread in _direct(selections)[1]:
+            if spread not in defined:
+                return spread
+    return None
+
+
 _NOTHING: Selections = []
 
 
@@ -549,6 +559,11 @@ class DocumentLimits:
                 limit="selectionsPerSet", selections=shape.widest,
                 maxSelectionsPerSet=self.max_selections_per_set,
             )
+        unknown = unknown_fragment(shape)
+        if unknown is not None:
+            # Validation would say so too, but the depth limiter's rule walks the spreads first
+            # and fails on a name it cannot find.
+            raise BadInput(f'Unknown fragment "{unknown}".')
         selections, cycle = count_selections(shape, self.max_selections)
         if cycle is not None:
             raise BadInput(

@@ -356,3 +356,19 @@ def test_a_hostile_text_is_read_in_one_pass() -> None:
 def test_an_empty_shape_measures_nothing() -> None:
     assert count_selections(Shape([]), 10) == (0, None)
     assert merge_comparisons(Shape([]), 10) == 0
+
+
+@pytest.mark.parametrize("query", [
+    "query { viewer { ...A } }",
+    "query { viewer { ... on Viewer { user { ...Missing } } } }",
+    "query { viewer { ...A } } fragment A on Viewer { ...B }",
+])
+async def test_a_spread_of_an_undefined_fragment_is_bad_input_not_a_500(
+    gql: GraphQLClient, query: str
+) -> None:
+    """Strawberry's depth limiter walks spreads before validation and failed on a name it
+    could not find (a 500, found by the subscriptions review)."""
+    response = await gql.post(query)
+    assert response.status_code in (200, 400), response.text
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "Unknown fragment" in error["message"]
