@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -22,10 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
-from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.types import ExecutionResult
 from strawberry.extensions import (
     AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
@@ -42,8 +39,9 @@ from auth.errors import BadInput, LinkgateError
 from linkgate.context import build_context
 from linkgate.card_gateways import gateway_for
 from linkgate.downloads import download_endpoint
+from linkgate.encoding import encode_json
 from linkgate.graphiql import graphiql_page, graphiql_routes
-from linkgate.live import LiveSockets, live_updates_for
+from linkgate.live import LiveSockets, live_updates_for, open_socket
 from linkgate.payment_webhook import webhook_endpoint
 from linkgate.metrics import Metrics
 from linkgate.notifications import start_delivery_loop, stop_delivery_loop
@@ -69,17 +67,6 @@ from schema.trusted_documents import TrustedDocumentsOnly
 logger = logging.getLogger("linkgate.app")
 
 
-def encode_json(data: object) -> bytes:
-    """Every JSON body the server writes. orjson: about ten times json.dumps on large
-    dashboard responses. It refuses a lone surrogate, which a request can smuggle into a
-    string that an error message repeats ("\\ud800" is valid JSON); such a body is written
-    with ASCII escapes instead, never a 500."""
-    try:
-        return orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        return json.dumps(data, ensure_ascii=True).encode("ascii")
-
-
 class JSONBody(JSONResponse):
     """Starlette's JSONResponse, rendered by ``encode_json``."""
 
@@ -101,18 +88,6 @@ def error_response(status: int, code: str, message: str, **extensions: Any) -> J
 _HTTP_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
-class TextFrames(ASGIWebSocketAdapter):
-    """graphql-transport-ws messages are JSON text frames: a browser's graphql-ws client
-    refuses a binary one, which Strawberry sends whenever ``encode_json`` gives bytes (as it
-    does here, for the HTTP bodies)."""
-
-    async def send_json(self, message: Mapping[str, object]) -> None:
-        try:
-            await self.ws.send_text(encode_json(message).decode("utf-8"))
-        except WebSocketDisconnect as error:
-            raise WebSocketDisconnected from error
-
-
 class GraphQLEndpoint(LiveSockets, GraphQL):
     """Strawberry's view with a database session per request and JSON errors throughout;
     subscriptions over graphql-transport-ws on the same path (``linkgate.live``)."""
@@ -120,7 +95,6 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
     # False only in the benchmark that measures what permission checks cost (``create_app``).
     enforce_permissions: bool = True
     payments: PaymentGateway = NoGateway()
-    websocket_adapter_class = TextFrames  # type: ignore[assignment]
 
     def __init__(
         self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession],
@@ -143,7 +117,7 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await self.run(WebSocket(scope, receive=receive, send=send))
+            await self.run(open_socket(scope, receive, send))
             return
         request = Request(scope, receive)
         request_id = scope["state"]["request_id"]  # given by ObserveRequests, with its header

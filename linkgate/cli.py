@@ -93,6 +93,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "linkgate.asgi:app", host=args.host, port=args.port, workers=args.workers,
         proxy_headers=False,
+        # A socket message may be as large as a request body (uvicorn's own default: 16 MiB).
+        ws_max_size=settings.max_body_bytes,
         # Our one logging setup in every worker; the access line is ours (with request id).
         log_config=logging_config(settings.log_format, settings.log_level), access_log=False,
     )

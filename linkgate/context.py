@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from auth.sessions import SessionSettings
 from auth.throttle import ThrottleSettings
-from auth.tokens import TokenSettings
+from auth.tokens import TokenClaims, TokenSettings
 from linkgate.client_address import client_address
 from linkgate.settings import Settings
 from resolvers.loaders import Loaders
@@ -48,16 +48,21 @@ def build_context(
     *,
     enforce_permissions: bool = True,
     payments: PaymentGateway | None = None,
+    signed_in_as: TokenClaims | None = None,
 ) -> Context:
     """Raises ``Unauthenticated`` for a token that is present but forged or expired; that
     needs no database. Revocation is checked by ``Context.authenticate``, after validation.
 
     ``enforce_permissions=False`` comes only from ``create_app``'s benchmark argument."""
     tokens = token_settings(settings)
-    token = bearer_token(connection)
+    if signed_in_as is not None:  # a socket: signed in by connection_init, not by a header
+        credentials: TokenClaims | None = signed_in_as
+    else:
+        token = bearer_token(connection)
+        credentials = tokens.read(token) if token is not None else None
     return Context(
         session=session,
-        credentials=tokens.read(token) if token is not None else None,
+        credentials=credentials,
         loaders=Loaders(session),
         tokens=tokens,
         sessions=SessionSettings(

@@ -28,18 +28,21 @@ from typing import Any
 from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from graphql import parse as parse_document
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler, Operation, _OperationStreamClosed,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import CompleteMessage, SubscribeMessage
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 from strawberry.utils.aio import aclosing
 
 from auth.errors import LinkgateError
 from auth.principals import principal_for
 from auth.tokens import TokenClaims
 from linkgate.context import build_context, token_settings
+from linkgate.encoding import encode_json
 from linkgate.event_bus import HUB, LocalHub, PostgresListener, install_commit_hooks
 from linkgate.settings import Settings
 from schema.context import Context, Socket
@@ -51,8 +54,15 @@ REFUSED = 4403
 FLOODED = 4429
 # Subscribe messages one socket may send in FLOOD_WINDOW seconds.
 FLOOD_LIMIT, FLOOD_WINDOW = 30, 10.0
-# How long a close may wait for a peer that does not read (then uvicorn's pings end it).
+FELL_BEHIND = 4413
+# How long a close may wait for a peer that does not read; then the socket is ended here.
 CLOSE_SECONDS = 5.0
+# What may wait in one socket's outbox, and how long one send may take, before the peer is
+# taken for one that does not read.
+OUTBOX_BYTES = 4 * 1024 * 1024
+SEND_SECONDS = 10.0
+# The longest operation id a client may give (it is kept for the operation's life).
+MAX_ID_CHARS = 128
 
 
 class LiveUpdates:
@@ -100,17 +110,69 @@ class SocketState:
 
 class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     """Strawberry's graphql-transport-ws handler, with sign-in, limits, a watchdog for the
-    session, and a context of its own for each operation."""
+    session, a context of its own for each operation, and an outbox.
+
+    Everything sent goes through the outbox, bounded in bytes, which one writer task drains
+    into the socket. So an operation never waits on the peer: the database session an event
+    was read in is released as soon as its answer is queued, whether or not the peer reads.
+    A peer too slow to take what is queued is cut off (4413)."""
 
     view: Any  # the GraphQLEndpoint (LiveSockets)
     context: SocketState
     watchdog: asyncio.Task[None] | None = None
+    writer: asyncio.Task[None] | None = None
+    cut: bool = False
+
+    async def handle(self) -> None:
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.outbox_bytes = 0
+        self.writer = asyncio.create_task(self._write())
+        await super().handle()
+
+    async def handle_message(self, message: Any) -> None:
+        """The shape of every message, before Strawberry reads it (it expects an object with
+        a string ``id`` and a ``payload`` object, and fails on anything else)."""
+        problem = _misshapen(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and self.context.user_id is not None:
-            self.view.live.sockets_by_user[self.context.user_id].add(self)
+        user_id = self.context.user_id
+        if self.connection_acknowledged and user_id is not None:
+            sockets = self.view.live.sockets_by_user[user_id]
+            if len(sockets) >= self.view.settings.max_subscriptions_per_user:
+                await self.websocket.close(FLOODED, "Too many sockets open for this user.")
+                return
+            sockets.add(self)
             self.watchdog = asyncio.create_task(self._watch_session())
+
+    async def send_message(self, message: Any) -> None:
+        if self.cut:
+            return
+        text = encode_json(message).decode("utf-8")
+        if self.outbox_bytes + len(text) > OUTBOX_BYTES:
+            self.cut_off(FELL_BEHIND, "Too much was waiting for this socket; reconnect.")
+            return
+        self.outbox_bytes += len(text)
+        self.outbox.put_nowait(text)
+
+    async def _write(self) -> None:
+        """Drains the outbox into the socket, as text frames (browsers' graphql-ws refuses
+        binary ones). A send the peer does not take within SEND_SECONDS cuts it off."""
+        while True:
+            text = await self.outbox.get()
+            self.outbox_bytes -= len(text)
+            try:
+                async with asyncio.timeout(SEND_SECONDS):
+                    await self.websocket.ws.send_text(text)
+            except TimeoutError:
+                self.cut_off(FELL_BEHIND, "The socket did not take what was sent; reconnect.")
+                return
+            except Exception:  # the peer is gone; the receive loop ends the socket
+                return
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:
@@ -144,6 +206,7 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             result_source = await self.schema.stream(
                 operation.query, variable_values=operation.variables, context_value=context,
                 root_value=self.root_value, operation_name=operation.operation_name,
+                allowed_operation_types=(StrawberryOperationType.SUBSCRIPTION,),
             )
             async with aclosing(result_source):
                 await self._send_result_stream(operation, result_source)
@@ -166,14 +229,31 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
         """Close the socket from inside one of its operations (which the close cancels)."""
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
+    def cut_off(self, code: int, reason: str) -> None:
+        """A peer that does not read: nothing more is queued, and the socket is closed."""
+        if not self.cut:
+            self.cut = True
+            self.end(code, reason)
+
     async def _close(self, code: int, reason: str) -> None:
-        """Operations first (their streams leave the hub at once), then the socket: its close
-        frame may wait on a peer that does not read, so that wait is bounded."""
+        """Operations first (their streams leave the hub at once), then what is queued, then
+        the close frame. A peer that does not read could hold either forever, so both waits
+        are bounded; past them the socket is ended here (``open_socket``), and everything the
+        server held for it is released."""
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        with contextlib.suppress(Exception):
+        try:
             async with asyncio.timeout(CLOSE_SECONDS):
+                while not self.cut and self.outbox_bytes and self.writer is not None and not self.writer.done():
+                    await asyncio.sleep(0.05)
+                if self.writer is not None:
+                    self.writer.cancel()
                 await self.websocket.close(code, reason)
+        except Exception:  # noqa: BLE001 - the timeout, or a peer already gone
+            pass
+        ended = getattr(self.websocket.ws.state, "ended", None)
+        if ended is not None:
+            ended.set()
 
     async def _watch_session(self) -> None:
         """Closes the socket when its token expires or its session is found revoked."""
@@ -200,6 +280,8 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
                 logger.warning("live updates: session check failed (%s)", type(error).__name__)
 
     async def shutdown(self) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
         if self.watchdog is not None:
             self.watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,6 +294,48 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
                 if not sockets:
                     del self.view.live.sockets_by_user[user_id]
         await super().shutdown()
+
+
+def _misshapen(message: Any) -> str | None:
+    """What is wrong with a message's shape, if anything (closed with 4400)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "Each message is a JSON object with a string `type`."
+    if message["type"] not in ("subscribe", "complete"):
+        return None
+    operation_id = message.get("id")
+    if not isinstance(operation_id, str) or not 0 < len(operation_id) <= MAX_ID_CHARS:
+        return f"`id` must be a string of 1 to {MAX_ID_CHARS} characters."
+    if message["type"] == "subscribe":
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return "A subscribe message's `payload` is an object with a `query` string."
+        if not isinstance(payload.get("variables"), (dict, type(None))):
+            return "`variables` must be an object."
+        if not isinstance(payload.get("operationName"), (str, type(None))):
+            return "`operationName` must be a string."
+    return None
+
+
+def open_socket(scope: Scope, receive: Receive, send: Send) -> WebSocket:
+    """The socket a connection becomes, which the server can also end on its own: once
+    ``state.ended`` is set, the next receive answers a disconnect (a peer that never reads
+    would otherwise keep its handler, and what it holds, for as long as TCP lasts)."""
+    ended = asyncio.Event()
+
+    async def receive_until_ended() -> Message:
+        if not ended.is_set():
+            receiving = asyncio.ensure_future(receive())
+            ending = asyncio.ensure_future(ended.wait())
+            await asyncio.wait({receiving, ending}, return_when=asyncio.FIRST_COMPLETED)
+            ending.cancel()
+            if receiving.done():
+                return receiving.result()
+            receiving.cancel()
+        return {"type": "websocket.disconnect", "code": 1006}
+
+    socket = WebSocket(scope, receive=receive_until_ended, send=send)
+    socket.state.ended = ended
+    return socket
 
 
 def _refusal(query: object, max_tokens: int) -> GraphQLError | None:
@@ -271,10 +395,10 @@ class LiveSockets:
         context = build_context(
             state.request, self.sessions(), self.settings,
             enforce_permissions=getattr(self, "enforce_permissions", True),
-            payments=getattr(self, "payments", None),
+            payments=getattr(self, "payments", None), signed_in_as=state.credentials,
         )
-        context.credentials = state.credentials
-        context.socket = Socket(sessions=self.sessions, feed=self.live.hub, end=end)
+        context.socket = Socket(sessions=self.sessions, feed=self.live.hub, end=end,
+                                recheck_seconds=self.settings.subscription_recheck_seconds)
         return context
 
 

@@ -30,6 +30,9 @@ class Socket:
     feed: EventFeed
     # Closes the socket with a graphql-transport-ws close code (the session ended: 4401).
     end: Callable[[int, str], None]
+    # How stale the rights an event is passed by on may be (they are read again before any
+    # event is delivered).
+    recheck_seconds: float = 30.0
 
 
 @dataclass

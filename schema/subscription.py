@@ -9,6 +9,7 @@ the rows as they are now, field by field, through the same types and guards as a
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
@@ -143,11 +144,18 @@ async def _deliveries(
     if only is not None and not context.access.can_see(only):
         raise NotFound("No such account.")
     wanted = frozenset(topics)
+    read_at = time.monotonic()  # when ``context.access`` was last read (subscribing read it)
     stream = socket.feed.open_stream()
     stream.on_overflow = lambda: socket.end(FELL_BEHIND, "Too many events were waiting for this socket; reconnect.")
     try:
         async for event in stream:
             if not matches(event, wanted, only):
+                continue
+            allowed = not context.enforce_permissions or context.access.has(event.account_id, permission)
+            if not allowed and time.monotonic() - read_at < socket.recheck_seconds:
+                # Not allowed a moment ago: passed by without a database session (a grant since
+                # then is heard once the rights are read again, within ``recheck_seconds``).
+                # What was allowed is never trusted: it is read again before every delivery.
                 continue
             async with socket.sessions() as session:
                 try:
@@ -155,6 +163,7 @@ async def _deliveries(
                 except Unauthenticated as error:
                     socket.end(SESSION_ENDED, error.message)
                     return
+                read_at = time.monotonic()
                 if not context.enforce_permissions or context.access.has(event.account_id, permission):
                     yield event
     finally:

@@ -172,6 +172,13 @@ async def test_each_event_is_checked_against_the_subscribers_rights_when_it_is_d
         assert data(await owner_live.next(), "c")["creditBalanceChanged"]["entry"]["delta"] == 5
         await billing_live.silent_for(1)
         await technical_live.silent_for(0.2)
+
+        # Granted again: heard once the rights are read again (at most RECHECK_SECONDS later).
+        await ok(clients[1], SET_PERMISSIONS, {"accountId": customer.account.id, "userId": billing.user_id,
+                                                "permissions": ["CREDITS_READ", "INVOICES_READ"]}, customer.token)
+        await asyncio.sleep(RECHECK_SECONDS + 0.5)
+        await buy(clients[1], customer, 7)
+        assert data(await billing_live.next(), "c")["creditBalanceChanged"]["entry"]["delta"] == 7
     finally:
         for live in sockets:
             await live.close()
@@ -319,6 +326,69 @@ async def test_protocol_mistakes_get_their_close_codes(replicas: list[str], cust
     assert (await syntax.closed()).code == 4400
 
 
+@pytest.mark.parametrize("message", [
+    [], "x", 1, None, {"type": 5}, {"id": ["a"], "type": "subscribe", "payload": {"query": TICKETS}},
+    {"id": "x" * 129, "type": "subscribe", "payload": {"query": TICKETS}},
+    {"id": "s", "type": "subscribe", "payload": "subscription { x }"},
+    {"id": "v", "type": "subscribe", "payload": {"query": TICKETS, "variables": [1]}},
+    {"id": "o", "type": "subscribe", "payload": {"query": TICKETS, "operationName": 5}},
+    {"id": {"a": 1}, "type": "complete"},
+])
+async def test_a_misshapen_message_closes_the_socket_with_4400(
+    replicas: list[str], customer: Customer, message: Any
+) -> None:
+    live = await Live.open(replicas[0], customer.token)
+    await live.connection.send(json.dumps(message))
+    assert (await live.closed()).code == 4400
+
+
+async def test_a_mutation_cannot_ride_along_with_a_subscription(
+    replicas: list[str], customer: Customer, clients: list[GraphQLClient]
+) -> None:
+    """One document, a subscription and a mutation, the mutation chosen by operationName: the
+    review ran mutations this way. Refused; nothing is renamed."""
+    live = await Live.open(replicas[0], customer.token)
+    try:
+        await live.send({"id": "m", "type": "subscribe", "payload": {
+            "operationName": "M",
+            "query": "subscription S { ticketUpdated { ticket { id } } } "
+                     "mutation M($i: RenameAccountInput!) { renameAccount(input: $i) { userErrors { code } } }",
+            "variables": {"i": {"accountId": customer.account.id, "name": "Hijacked"}}}})
+        refused = await live.answer("m")
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    finally:
+        await live.close()
+    names = await clients[0].execute("query($n: String!) { viewer { account(number: $n) { name } } }",
+                                     {"n": customer.account.number}, token=customer.token)
+    assert names["data"]["viewer"]["account"]["name"] != "Hijacked"
+
+
+async def test_a_stale_header_on_the_handshake_does_not_matter(replicas: list[str], customer: Customer) -> None:
+    """The socket is signed in by connection_init only: a leftover (or forged) Authorization
+    header on the upgrade request neither signs it in nor breaks its subscriptions."""
+    live = await Live.open(replicas[0], customer.token, additional_headers={"Authorization": "Bearer garbage"})
+    try:
+        await live.subscribe("t", TICKETS)
+        await live.silent_for(0.5)  # running, no error
+    finally:
+        await live.close()
+    headed = await Live.connect(replicas[0], additional_headers={"Authorization": f"Bearer {customer.token}"})
+    await headed.send({"type": "connection_init", "payload": {}})
+    assert (await headed.closed()).code == 4403
+
+
+async def test_sockets_per_user_are_limited(replicas: list[str], clients: list[GraphQLClient]) -> None:
+    someone = await new_customer(clients[0], "Many Sockets Ltd")
+    sockets = [await Live.open(replicas[0], someone.token) for _ in range(PER_USER)]
+    try:
+        extra = await Live.connect(replicas[0])
+        await extra.send({"type": "connection_init", "payload": {"authorization": f"Bearer {someone.token}"}})
+        assert (await extra.closed()).code == 4429
+    finally:
+        for live in sockets:
+            await live.close()
+
+
 async def test_only_subscriptions_run_over_the_socket(replicas: list[str], customer: Customer) -> None:
     live = await Live.open(replicas[0], customer.token)
     try:
@@ -405,6 +475,11 @@ async def test_a_socket_that_never_reads_is_cut_off_and_leaves_nothing_behind(
         return await gauge(base, "linkgate_live_subscriptions") == (before or 0) + watcher_here
 
     assert await eventually(back_to_before, timeout=20)
+    # Nothing the stuck socket did holds a database connection: requests are answered at once.
+    async with asyncio.timeout(5):
+        await clients[0].execute("{ viewer { user { email } } }", token=customer.token)
+    in_use = await gauge(base, "linkgate_db_pool_connections_in_use")
+    assert in_use is None or in_use <= 1, in_use
     await watcher.close()
     stuck.connection.transport.abort()  # closes ``raw`` with it
 
