@@ -453,7 +453,7 @@ def create_app(
         trusted, trusted_only=settings.trusted_documents_only,
         cache_size=settings.persisted_query_cache_size,
     )
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, **settings.pool_options())
     if tracing is None:
         tracing = Tracing.from_environment()  # None unless OTEL_* variables ask for traces
     if tracing is not None:

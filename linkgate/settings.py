@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     max_merge_comparisons: int = Field(default=2_000, ge=100, le=500_000)
     max_batch_operations: int = Field(default=10, ge=1, le=100)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Each server process's database pool: connections kept open, and how many more may open
+    # under load (closed again when they come back to a full pool, so a pool smaller than the
+    # requests in flight opens and closes connections all the time), and how long a request
+    # waits for one. Each process also keeps one LISTEN connection (live updates).
+    db_pool_size: int = Field(default=10, ge=1, le=1_000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1_000)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # New objects between two collections of the young generation (CPython's default: 700);
     # see linkgate/serving.py.
     gc_young_threshold: int = Field(default=50_000, ge=700)
@@ -376,6 +383,11 @@ class Settings(BaseSettings):
     def token_ttl(self) -> timedelta:
         return timedelta(seconds=self.token_ttl_seconds)
 
+
+    def pool_options(self) -> dict[str, Any]:
+        """The server's engine pool, from the three ``db_pool`` settings."""
+        return {"pool_size": self.db_pool_size, "max_overflow": self.db_max_overflow,
+                "pool_timeout": self.db_pool_timeout_seconds}
 
     def tunables(self) -> Tunables:
         return Tunables(
