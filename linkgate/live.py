@@ -82,6 +82,10 @@ class LiveUpdates:
         if self.listener is not None:
             await self.listener.stop()
 
+    def tasks(self) -> int:
+        """asyncio tasks the open sockets run (writers, watchdogs, operations): a leak shows."""
+        return sum(socket.task_count() for sockets in self.sockets_by_user.values() for socket in sockets)
+
     def subscriptions_of(self, user_id: int) -> int:
         return sum(len(socket.operations) for socket in self.sockets_by_user.get(user_id, ()))
 
@@ -128,6 +132,10 @@ class LinkgateTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
         self.outbox_bytes = 0
         self.writer = asyncio.create_task(self._write())
         await super().handle()
+
+    def task_count(self) -> int:
+        tasks = [self.writer, self.watchdog, *(operation.task for operation in self.operations.values())]
+        return sum(1 for task in tasks if task is not None and not task.done())
 
     async def handle_message(self, message: Any) -> None:
         """The shape of every message, before Strawberry reads it (it expects an object with

@@ -38,10 +38,12 @@ Metrics (all ``linkgate_``; every label has a bounded set of values)
     Subscriptions open on this process (each reads its own queue of events).
 ``linkgate_live_sockets`` (gauge)
     Signed-in graphql-transport-ws sockets open on this process.
+``linkgate_live_tasks`` (gauge)
+    asyncio tasks those sockets run: a writer and a session watchdog each, one per operation.
 ``linkgate_live_listening`` (gauge)
     1 while this process's ``LISTEN`` connection to PostgreSQL is up, 0 while it reconnects;
     absent on SQLite. ``linkgate_live_listen_reconnects`` counts its reconnections.
-    (These four describe the process that answers the scrape, also with several workers.)
+    (These describe the process that answers the scrape, also with several workers.)
 ``linkgate_outbox_unsent`` (gauge)
     Notifications still to be sent (``sent_at`` null, fewer than
     ``LINKGATE_NOTIFICATION_MAX_ATTEMPTS`` attempts).
@@ -469,6 +471,8 @@ def _live_families(live: Any) -> list[Metric]:
                           value=len(live.hub.streams)),
         GaugeMetricFamily("linkgate_live_sockets", "Signed-in subscription sockets open on this process.",
                           value=sum(len(sockets) for sockets in live.sockets_by_user.values())),
+        GaugeMetricFamily("linkgate_live_tasks", "Tasks the open sockets run (writers, watchdogs, operations).",
+                          value=live.tasks()),
     ]
     if live.listener is not None:
         families.append(GaugeMetricFamily(

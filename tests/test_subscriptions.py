@@ -562,14 +562,24 @@ async def test_trusted_documents_only_holds_over_the_socket(
     assert "Traceback" not in server.output, server.output[-3000:]
 
 
-async def test_zz_nothing_is_left_open_after_the_sockets_close(replicas: list[str]) -> None:
-    """Runs last in this module: every socket above is closed, so no subscription, socket or
-    extra LISTEN connection remains on any server."""
+async def test_zz_nothing_is_left_open_after_the_sockets_close(replicas: list[str], database_url: str) -> None:
+    """Runs last in this module: every socket above is closed, so no subscription, socket,
+    task or extra LISTEN connection remains on any server."""
     for base in dict.fromkeys(replicas):
         async def idle(base: str = base) -> bool:
             return (await gauge(base, "linkgate_live_subscriptions") == 0
-                    and await gauge(base, "linkgate_live_sockets") == 0)
+                    and await gauge(base, "linkgate_live_sockets") == 0
+                    and await gauge(base, "linkgate_live_tasks") == 0)
 
         assert await eventually(idle, timeout=15)
         if ON_POSTGRESQL:
             assert await gauge(base, "linkgate_live_listening") == 1
+    if ON_POSTGRESQL:
+        dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        admin = await asyncpg.connect(dsn)
+        try:
+            listening = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE "
+                                             "datname = current_database() AND application_name = 'linkgate-live'")
+        finally:
+            await admin.close()
+        assert listening == len(set(replicas)), listening  # one per process, none per subscriber
