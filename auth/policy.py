@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import literal, null, select, union_all
+from sqlalchemy import bindparam, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -114,14 +114,26 @@ async def load_access(session: AsyncSession, principal: Principal | None) -> Acc
     return AccessMap(compute_effective(direct, links), owned, staff)
 
 
+# Built once: these run on every signed-in request, and building a statement costs more
+# Python than SQLAlchemy's compiled cache then saves (bench/RESULTS.md, issue 17).
+# The membership select comes first: the union takes its column types (JSON permissions).
+_DIRECT = union_all(
+    select(Membership.account_id, Membership.permissions, literal(False).label("is_owner"))
+    .where(Membership.user_id == bindparam("user_id")),
+    select(Account.id, null(), literal(True)).where(Account.owner_id == bindparam("user_id")),
+)
+_HEAD, _MEMBER = aliased(LinkMember), aliased(LinkMember)
+_GROUP_MEMBERS = (
+    select(_HEAD.kind, _HEAD.account_id, _MEMBER.account_id)
+    .join(_MEMBER, _MEMBER.group_id == _HEAD.group_id)
+    .where(_HEAD.is_head, _HEAD.account_id.in_(bindparam("heads", expanding=True)),
+           _MEMBER.account_id != _HEAD.account_id)
+)
+
+
 async def _load_direct(session: AsyncSession, user_id: int) -> dict[int, Permissions]:
-    # The membership select comes first: the union takes its column types (JSON permissions).
-    member = select(
-        Membership.account_id, Membership.permissions, literal(False).label("is_owner")
-    ).where(Membership.user_id == user_id)
-    owned = select(Account.id, null(), literal(True)).where(Account.owner_id == user_id)
     direct: dict[int, Permissions] = {}
-    for account_id, names, is_owner in (await session.execute(union_all(member, owned))).all():
+    for account_id, names, is_owner in (await session.execute(_DIRECT, {"user_id": user_id})).all():
         # The owner holds every permission; a membership row never restricts an owner.
         if is_owner or direct.get(account_id) is ALL:
             direct[account_id] = ALL
@@ -137,12 +149,5 @@ async def _load_group_memberships(
     candidates = list(head_candidates)
     if not candidates:
         return []
-    head = aliased(LinkMember)
-    member = aliased(LinkMember)
-    statement = (
-        select(head.kind, head.account_id, member.account_id)
-        .join(member, member.group_id == head.group_id)
-        .where(head.is_head, head.account_id.in_(candidates), member.account_id != head.account_id)
-    )
-    rows = (await session.execute(statement)).all()
+    rows = (await session.execute(_GROUP_MEMBERS, {"heads": candidates})).all()
     return [GroupMembership(kind, head_id, member_id) for kind, head_id, member_id in rows]

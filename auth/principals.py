@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.errors import Unauthenticated
@@ -46,16 +46,22 @@ async def authenticate(session: AsyncSession, token: str, tokens: TokenSettings)
     return await principal_for(session, tokens.read(token))
 
 
+# Built once: every signed-in request runs one of them (see auth/policy.py).
+_USER = select(User.token_version, User.staff_role).where(User.id == bindparam("user_id"))
+_USER_AND_SESSION = _USER.add_columns(UserSession.revoked_at, UserSession.expires_at).outerjoin(
+    UserSession, and_(UserSession.id == bindparam("session_id"), UserSession.user_id == User.id)
+)
+
+
 async def principal_for(session: AsyncSession, claims: Credentials, *, ended: str | None = None) -> Principal:
     """The principal behind verified claims, if the user still exists, the token version is
     current (a password change bumps it) and the token's session has not ended: one statement."""
     session_id = claims.session_id
-    statement = select(User.token_version, User.staff_role).where(User.id == claims.user_id)
-    if session_id is not None:
-        statement = statement.add_columns(UserSession.revoked_at, UserSession.expires_at).outerjoin(
-            UserSession, and_(UserSession.id == session_id, UserSession.user_id == User.id)
-        )
-    row = (await session.execute(statement)).one_or_none()
+    if session_id is None:
+        row = (await session.execute(_USER, {"user_id": claims.user_id})).one_or_none()
+    else:
+        row = (await session.execute(
+            _USER_AND_SESSION, {"user_id": claims.user_id, "session_id": session_id})).one_or_none()
     if (
         row is None or row.token_version != claims.token_version
         or (session_id is not None and (
