@@ -562,6 +562,32 @@ async def test_trusted_documents_only_holds_over_the_socket(
     assert "Traceback" not in server.output, server.output[-3000:]
 
 
+@pytest.mark.parametrize(("query", "closes"), [
+    ('subscription { ticketUpdated(accountId: "\\ud800") { ticket { id } } }', True),
+    ("subscription { \\ud800 }", True),
+    ("subscription { \\u0000 }", True),
+    ('subscription { ticketUpdated(accountId: "a\\u0000b") { ticket { id } } }', False),
+    ("subscription($a: ID) { ticketUpdated(accountId: $a) { ticket { id } } }", False),
+])
+async def test_nul_and_lone_surrogates_over_the_socket(
+    replicas: list[str], customer: Customer, query: str, closes: bool
+) -> None:
+    """Written as raw JSON escapes, as a hostile client sends them: a syntax error closes the
+    socket (4400, the protocol's rule); a bad value is that operation's BAD_USER_INPUT. The
+    module's servers log no traceback (checked when they stop)."""
+    live = await Live.open(replicas[0], customer.token)
+    raw = ('{"id": "w", "type": "subscribe", "payload": {"query": "%s", "variables": {"a": "\\ud800\\u0000"}}}'
+           % query.replace('"', '\\"'))
+    await live.connection.send(raw)
+    if closes:
+        assert (await live.closed()).code == 4400
+        return
+    answer = await live.answer("w")
+    errors = answer["payload"] if answer["type"] == "error" else answer["payload"]["errors"]
+    assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"], answer
+    await live.close()
+
+
 async def test_zz_nothing_is_left_open_after_the_sockets_close(replicas: list[str], database_url: str) -> None:
     """Runs last in this module: every socket above is closed, so no subscription, socket,
     task or extra LISTEN connection remains on any server."""
