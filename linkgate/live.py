@@ -45,16 +45,13 @@ from linkgate.context import build_context, token_settings
 from linkgate.encoding import encode_json
 from linkgate.event_bus import HUB, LocalHub, PostgresListener, install_commit_hooks
 from linkgate.settings import Settings
-from schema.context import Context, Socket
+from schema.context import FELL_BEHIND, SESSION_ENDED, Context, Socket
 
 logger = logging.getLogger("linkgate.live")
 
-SESSION_ENDED = 4401
-REFUSED = 4403
 FLOODED = 4429
 # Subscribe messages one socket may send in FLOOD_WINDOW seconds.
 FLOOD_LIMIT, FLOOD_WINDOW = 30, 10.0
-FELL_BEHIND = 4413
 # How long a close may wait for a peer that does not read; then the socket is ended here.
 CLOSE_SECONDS = 5.0
 # What may wait in one socket's outbox, and how long one send may take, before the peer is

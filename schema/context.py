@@ -20,6 +20,12 @@ from resolvers.payment_gateway import NoGateway, PaymentGateway
 from resolvers.tunables import Tunables
 
 
+# graphql-transport-ws close codes the server chooses (docs/live-updates.md): the socket's
+# session ended (token expired, session revoked), and a peer that stopped reading.
+SESSION_ENDED = 4401
+FELL_BEHIND = 4413
+
+
 @dataclass
 class Socket:
     """What a subscription has that a request has not: a socket that outlives any one

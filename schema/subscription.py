@@ -19,16 +19,12 @@ from auth.errors import BadInput, NotFound, Unauthenticated
 from auth.permissions import Permission
 from resolvers.live_events import LiveEvent, Topic, matches
 from schema.accounts import Account
-from schema.context import Context
+from schema.context import FELL_BEHIND, SESSION_ENDED, Context
 from schema.credits import CreditLedgerEntry
 from schema.directives import Requires, field_requirement, object_error
 from schema.invoices import Invoice
 from schema.relay import decode_id_of
 from schema.tickets import Ticket, TicketMessage
-
-SESSION_ENDED = 4401
-# The subscriber stopped reading and too many events queued up for it.
-FELL_BEHIND = 4413
 
 
 @strawberry.type(description="A ticket that changed: opened, answered (the new message), closed.")
@@ -168,7 +164,6 @@ async def _deliveries(
                     yield event
     finally:
         stream.close()
-
 
 
 def _required(info: strawberry.Info) -> Permission:
