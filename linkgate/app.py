@@ -500,7 +500,7 @@ def create_app(
     graphql.enforce_permissions = enforce_permissions
     payments = gateway_for(settings)
     graphql.payments = payments
-    live = live_updates_for(settings, engine, sessions)
+    live = live_updates_for(settings, engine)
     graphql.live = live
     if payments.name == "test" and not settings.demo:
         logger.warning("LINKGATE_PAYMENT_GATEWAY=test: cards are simulated and nothing is charged; "

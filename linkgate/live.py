@@ -87,8 +87,7 @@ class LiveUpdates:
         return sum(len(socket.operations) for socket in self.sockets_by_user.get(user_id, ()))
 
 
-def live_updates_for(settings: Settings, engine: AsyncEngine,
-                     sessions: async_sessionmaker[AsyncSession]) -> LiveUpdates:
+def live_updates_for(settings: Settings, engine: AsyncEngine) -> LiveUpdates:
     """In-process on SQLite; ``LISTEN/NOTIFY`` on PostgreSQL, so every replica hears every commit."""
     install_commit_hooks()
     HUB.queue_size = settings.subscription_queue_size
