@@ -12,6 +12,7 @@ from auth.errors import Unauthenticated
 from auth.tokens import TokenSettings
 from models.base import utcnow
 from models.identity import UserSession
+from models.rights import RightsVersion
 from models.users import StaffRole, User
 
 
@@ -35,6 +36,9 @@ class Principal:
     # The sign-in session the token belongs to (what ``logout`` ends); None for callers
     # built without one (tests, tools).
     session_id: int | None = None
+    # ``models/rights.py``'s counter, read in the same statement as the user: a cached access
+    # map computed at this version is still exact. None when not read (tests, tools).
+    rights_version: int | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -47,7 +51,10 @@ async def authenticate(session: AsyncSession, token: str, tokens: TokenSettings)
 
 
 # Built once: every signed-in request runs one of them (see auth/policy.py).
-_USER = select(User.token_version, User.staff_role).where(User.id == bindparam("user_id"))
+_USER = select(
+    User.token_version, User.staff_role,
+    select(RightsVersion.version).where(RightsVersion.id == 1).scalar_subquery().label("rights_version"),
+).where(User.id == bindparam("user_id"))
 _USER_AND_SESSION = _USER.add_columns(UserSession.revoked_at, UserSession.expires_at).outerjoin(
     UserSession, and_(UserSession.id == bindparam("session_id"), UserSession.user_id == User.id)
 )
@@ -55,7 +62,8 @@ _USER_AND_SESSION = _USER.add_columns(UserSession.revoked_at, UserSession.expire
 
 async def principal_for(session: AsyncSession, claims: Credentials, *, ended: str | None = None) -> Principal:
     """The principal behind verified claims, if the user still exists, the token version is
-    current (a password change bumps it) and the token's session has not ended: one statement."""
+    current (a password change bumps it) and the token's session has not ended: one statement,
+    which also reads the rights version (``auth/access_cache.py``)."""
     session_id = claims.session_id
     if session_id is None:
         row = (await session.execute(_USER, {"user_id": claims.user_id})).one_or_none()
@@ -69,4 +77,5 @@ async def principal_for(session: AsyncSession, claims: Credentials, *, ended: st
         ))
     ):
         raise Unauthenticated(ended or "The session has ended; sign in again.")
-    return Principal(user_id=claims.user_id, staff_role=row.staff_role, session_id=session_id)
+    return Principal(user_id=claims.user_id, staff_role=row.staff_role, session_id=session_id,
+                     rights_version=row.rights_version)

@@ -3,8 +3,8 @@
     uvicorn --factory bench.handwritten:create_handwritten_app   (POST /dashboard?first=50)
 
 It runs the very same batched SQL as the gateway — the project's own loader batch functions,
-``list_accounts``, ``authenticate`` and ``load_access``, called directly, one statement per
-list level (18 for the dashboard) — and builds the JSON that ``bench.dataset.DASHBOARD``
+``list_accounts``, ``authenticate`` and ``AccessCache.load``, called directly, one statement per
+list level (16 for the dashboard once its rights are cached) — and builds the JSON that ``bench.dataset.DASHBOARD``
 returns, with the same permission rules (a gated field is null without its permission). What
 remains between this and the gateway is the cost of GraphQL itself: parsing, validation,
 execution, field extensions and per-field resolvers. Benchmark only, never deployed.
@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from auth.errors import LinkgateError
 from auth.permissions import Permission, sorted_permissions
-from auth.policy import AccessMap, load_access
+from auth.access_cache import AccessCache
+from auth.policy import AccessMap
 from auth.principals import authenticate
 from linkgate.context import bearer_token, token_settings
 from linkgate.serving import tune_garbage_collection
@@ -70,10 +71,12 @@ async def _pages(loader: Any, child_list: ChildList, parents: list[int], first: 
     return {request.parent_id: found[request] for request in requests}
 
 
-async def dashboard(session: AsyncSession, token: str, settings: Settings, first: int) -> Json:
-    """``{"data": …}`` for ``DASHBOARD`` with ``$first``, the gateway's statements in its order."""
+async def dashboard(session: AsyncSession, token: str, settings: Settings, first: int,
+                    rights: AccessCache) -> Json:
+    """``{"data": …}`` for ``DASHBOARD`` with ``$first``, the gateway's statements in its order
+    (its rights cached per process as the gateway's are)."""
     principal = await authenticate(session, token, token_settings(settings))
-    access = await load_access(session, principal)
+    access = await rights.load(session, principal)
     loaders = Loaders(session)
     bounds = settings.tunables().pages
     page = await list_accounts(session, access, first=first, after=None, search=None, bounds=bounds)
@@ -203,6 +206,7 @@ def create_handwritten_app(settings: Settings | None = None, engine: AsyncEngine
     settings = settings or get_settings()
     engine = engine or create_engine(settings.database_url)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
+    rights = AccessCache(settings.access_cache_size)
 
     async def endpoint(request: Request) -> Response:
         token = bearer_token(request)
@@ -211,7 +215,7 @@ def create_handwritten_app(settings: Settings | None = None, engine: AsyncEngine
         first = min(max(int(request.query_params.get("first", "50")), 1), 100)
         async with sessions() as session:
             try:
-                return _CompactJSON(await dashboard(session, token, settings, first))
+                return _CompactJSON(await dashboard(session, token, settings, first, rights))
             except LinkgateError as error:
                 return _CompactJSON({"errors": [{"message": error.message}]}, status_code=400)
 

@@ -63,7 +63,7 @@ from starlette.routing import Route
 
 from auth.errors import LinkgateError
 from auth.permissions import LINK_SCOPES, STAFF_PERMISSIONS, Permission, sorted_permissions
-from auth.policy import load_access
+from auth.access_cache import AccessCache
 from auth.principals import authenticate
 from bench.dataset import ACCOUNT_HEADER, DASHBOARD, MAX_QUERY_COST, bench_token, temporary_database
 from bench.gateway import Server, _free_port, _seed
@@ -101,12 +101,14 @@ class Options:
 
 def create_floor_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
     """The hand-written endpoint (``POST /dashboard?first=N``) plus ``POST /header?number=…``:
-    the account header without GraphQL, the gateway's four statements (the token's user and
-    session, direct rights, linked rights, the account) and its JSON."""
+    the account header without GraphQL, the gateway's statements (the token's user and session
+    with the rights version; direct and linked rights when that moved; the account) and its
+    JSON."""
     settings = settings or get_settings()
     engine = engine or create_engine(settings.database_url)
     app = create_handwritten_app(settings, engine)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
+    rights = AccessCache(settings.access_cache_size)
 
     async def header(request: StarletteRequest) -> Response:
         token = bearer_token(request)
@@ -116,7 +118,7 @@ def create_floor_app(settings: Settings | None = None, engine: AsyncEngine | Non
         async with sessions() as session:
             try:
                 principal = await authenticate(session, token, token_settings(settings))
-                access = await load_access(session, principal)
+                access = await rights.load(session, principal)
                 row = await find_account_by_number(session, access, request.query_params["number"])
             except LinkgateError as error:
                 return Response(orjson.dumps({"errors": [{"message": error.message}]}), 400,

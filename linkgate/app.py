@@ -35,6 +35,7 @@ from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRul
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from auth.access_cache import AccessCache
 from auth.errors import BadInput, LinkgateError
 from linkgate.context import build_context
 from linkgate.card_gateways import gateway_for
@@ -95,6 +96,7 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
     # False only in the benchmark that measures what permission checks cost (``create_app``).
     enforce_permissions: bool = True
     payments: PaymentGateway = NoGateway()
+    access_cache: AccessCache = AccessCache(max_users=0)
 
     def __init__(
         self, schema: LinkgateSchema, settings: Settings, sessions: async_sessionmaker[AsyncSession],
@@ -278,6 +280,7 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
         context = build_context(
             request, request.state.session, self.settings,
             enforce_permissions=self.enforce_permissions, payments=self.payments,
+            access_cache=self.access_cache,
         )
         request.state.context = context  # released when the response is ready (``_respond``)
         return context
@@ -500,6 +503,7 @@ def create_app(
     graphql.enforce_permissions = enforce_permissions
     payments = gateway_for(settings)
     graphql.payments = payments
+    graphql.access_cache = AccessCache(settings.access_cache_size)
     live = live_updates_for(settings, engine)
     graphql.live = live
     if payments.name == "test" and not settings.demo:
@@ -561,4 +565,5 @@ def create_app(
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.live = live  # read by GET /metrics (linkgate_live_*)
+    app.state.access_cache = graphql.access_cache  # and linkgate_access_cache_*
     return app

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from auth.access_cache import AccessCache
 from auth.sessions import SessionSettings
 from auth.throttle import ThrottleSettings
 from auth.tokens import TokenClaims, TokenSettings
@@ -49,6 +50,7 @@ def build_context(
     enforce_permissions: bool = True,
     payments: PaymentGateway | None = None,
     signed_in_as: TokenClaims | None = None,
+    access_cache: AccessCache | None = None,
 ) -> Context:
     """Raises ``Unauthenticated`` for a token that is present but forged or expired; that
     needs no database. Revocation is checked by ``Context.authenticate``, after validation.
@@ -78,4 +80,5 @@ def build_context(
         request_id=connection.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
         enforce_permissions=enforce_permissions,
         payments=payments or NoGateway(),
+        access_cache=AccessCache(max_users=0) if access_cache is None else access_cache,
     )

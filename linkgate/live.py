@@ -400,6 +400,7 @@ class LiveSockets:
             state.request, self.sessions(), self.settings,
             enforce_permissions=getattr(self, "enforce_permissions", True),
             payments=getattr(self, "payments", None), signed_in_as=state.credentials,
+            access_cache=getattr(self, "access_cache", None),
         )
         context.socket = Socket(sessions=self.sessions, feed=self.live.hub, end=end,
                                 recheck_seconds=self.settings.subscription_recheck_seconds)

@@ -44,6 +44,10 @@ Metrics (all ``linkgate_``; every label has a bounded set of values)
     1 while this process's ``LISTEN`` connection to PostgreSQL is up, 0 while it reconnects;
     absent on SQLite. ``linkgate_live_listen_reconnects`` counts its reconnections.
     (These describe the process that answers the scrape, also with several workers.)
+``linkgate_access_cache_hits_total``, ``linkgate_access_cache_misses_total`` (counters), ``linkgate_access_cache_users`` (gauge)
+    Requests whose caller's rights this process reused, and those that read them (a user's
+    first request, or any change to anyone's rights since); users kept. Per process, like
+    the live gauges. See ``auth/access_cache.py``.
 ``linkgate_outbox_unsent`` (gauge)
     Notifications still to be sent (``sent_at`` null, fewer than
     ``LINKGATE_NOTIFICATION_MAX_ATTEMPTS`` attempts).
@@ -107,7 +111,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from pydantic import SecretStr
 from sqlalchemy import event
@@ -333,6 +337,7 @@ class Metrics:
             )
         families = await self._outbox_families()
         families.extend(_live_families(getattr(request.app.state, "live", None)))
+        families.extend(_access_cache_families(getattr(request.app.state, "access_cache", None)))
         in_use = self._pool()
         if self._directory is None:
             if in_use is not None:
@@ -460,6 +465,20 @@ def _running(pid: int) -> bool:
         return True
     return True
 
+
+
+def _access_cache_families(cache: Any) -> list[Metric]:
+    """How often this process reused a user's computed rights (``auth/access_cache.py``)."""
+    if cache is None:
+        return []
+    return [
+        CounterMetricFamily("linkgate_access_cache_hits", "Requests whose rights came from this process's cache.",
+                            value=cache.hits),
+        CounterMetricFamily("linkgate_access_cache_misses", "Requests whose rights were read from the database "
+                            "(first request of a user, or the rights version moved).", value=cache.misses),
+        GaugeMetricFamily("linkgate_access_cache_users", "Users whose rights this process keeps.",
+                          value=len(cache)),
+    ]
 
 
 def _live_families(live: Any) -> list[Metric]:

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # documents clients registered by hash, least recently used first out; in this process's
     # memory (each process keeps its own; a miss makes the client send the document again).
     persisted_query_cache_size: int = Field(default=1_000, ge=1, le=100_000)
+    # Users whose computed rights each process keeps (auth/access_cache.py): reused only while
+    # the database's rights version has not moved, so never stale; 0 reads them every request.
+    access_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
     # Trusted documents: graphql-codegen's persisted-documents.json ({"<sha256 hex>": "<document>"}),
     # checked whole at startup; and whether customers may run only those (staff run anything).
     trusted_documents: Path | None = None

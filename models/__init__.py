@@ -11,6 +11,7 @@ from models.identity import (
 )
 from models.links import LinkGroup, LinkKind, LinkMember, LinkMethod, LinkPeriod
 from models.notifications import Notification
+from models.rights import RightsVersion
 from models.payments import GatewayEvent, Payment, PaymentKind, PaymentMethod, PaymentStatus
 from models.services import Service, ServiceStatus
 from models.throttle import ThrottleBucket
@@ -26,6 +27,6 @@ __all__ = [
     "GatewayEvent", "InboundMessage", "LedgerEntryKind", "LinkGroup", "LinkKind", "LinkMember", "LinkMethod",
     "LinkPeriod", "LinkPurpose", "Payment", "PaymentKind", "PaymentMethod", "PaymentStatus",
     "LowCreditReminder", "Membership", "Notification", "RecoveryCode", "RefreshToken",
-    "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketAttachment", "TicketMessage",
+    "RightsVersion", "Service", "ServiceStatus", "StaffRole", "ThrottleBucket", "Ticket", "TicketAttachment", "TicketMessage",
     "TicketStatus", "User", "UserSession",
 ]

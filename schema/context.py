@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
+from auth.access_cache import AccessCache
 from auth.errors import Unauthenticated
 from auth.policy import ANONYMOUS_ACCESS, AccessMap, load_access
 from auth.principals import Principal, principal_for
@@ -64,6 +65,8 @@ class Context:
     enforce_permissions: bool = field(default=True)
     # Set for an operation over a socket (a subscription), ``None`` for a request.
     socket: Socket | None = None
+    # The process's rights per user (auth/access_cache.py); a fresh one reads every time.
+    access_cache: AccessCache = field(default_factory=lambda: AccessCache(max_users=0))
 
     async def authenticate(self) -> None:
         """Resolve the caller and its permissions, once per request. A subscription reads
@@ -74,7 +77,7 @@ class Context:
             return
         if self.credentials is not None and self.principal is None:
             self.principal = await principal_for(self.session, self.credentials)
-        self.access = await load_access(self.session, self.principal)
+        self.access = await self.access_cache.load(self.session, self.principal)
 
     async def rebind(self, session: AsyncSession) -> None:
         """A subscription, before each event: a new session, and the caller and its rights
@@ -84,7 +87,7 @@ class Context:
         self.session = session
         self.loaders = Loaders(session)
         self.principal = await principal_for(session, self.credentials)
-        self.access = await load_access(session, self.principal)
+        self.access = await self.access_cache.load(session, self.principal)
 
     def release(self) -> None:
         """The request is over: free what it loaded (see ``Loaders.clear``)."""

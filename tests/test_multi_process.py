@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.links import LinkMember
 from tests.conftest import TEST_SECRET, GraphQLClient
-from tests.customers import PASSWORD, new_customer, register, unique_email
+from tests.customers import PASSWORD, new_customer, new_sub_account, register, unique_email
 from tests.servers import UVICORN, clean_environment, running_server
 from tests.test_credit_concurrency import ON_POSTGRESQL, _storm
 from tests.test_links import LINK, UNLINK, by_enrollment
+from tests.test_sub_accounts import set_permissions
 
 pytestmark = pytest.mark.skipif(
     not ON_POSTGRESQL, reason="several server processes on one database: PostgreSQL"
@@ -188,6 +189,53 @@ async def test_sessions_hold_across_processes(two_servers: list[str], engine: As
         assert (await second.post("{ viewer { user { email } } }", token=session["token"])).status_code == 200
         await first.execute("mutation { logout { ok } }", token=session["token"])
         assert (await second.post("{ viewer { user { email } } }", token=session["token"])).status_code == 401
+    finally:
+        for http in https:
+            await http.aclose()
+
+
+async def test_a_right_changed_through_one_process_is_honoured_by_the_other_at_once(
+    two_servers: list[str], engine: AsyncEngine
+) -> None:
+    """Each process caches what a user may do (auth/access_cache.py). Rights taken away
+    through the first process, or a link that carried them undone, are never honoured by the
+    second once the mutation has answered; given back, they are honoured at once too."""
+    https = await _clients(two_servers, source="127.0.0.81")
+    try:
+        first, second = (GraphQLClient(http, engine) for http in https)
+        owner = await new_customer(first, "Rights Across")
+        sub = await new_sub_account(first, owner.token, owner.account.id, ["CREDITS_READ"])
+        balance = "query($n: String!) { viewer { account(number: $n) { creditBalance } } }"
+
+        async def sub_sees_balance() -> bool:
+            result = await second.execute(balance, {"n": owner.account.number}, token=sub.token)
+            account = result["data"]["viewer"]["account"]
+            return account is not None and account["creditBalance"] is not None
+
+        for round_ in range(6):
+            holds = round_ % 2 == 0  # CREDITS_READ in even rounds, taken away in them
+            assert await sub_sees_balance() == holds  # and now cached on the second
+            assert await sub_sees_balance() == holds
+            changed = await set_permissions(first, owner.token, owner.account.id, sub.user_id,
+                                            ["INVOICES_READ"] if round_ % 2 == 0 else ["CREDITS_READ"])
+            assert changed["data"]["setSubAccountPermissions"]["userErrors"] == [], changed
+            assert await sub_sees_balance() == (not holds), round_
+
+        # Rights that flow through a link: the sub-account's CREDITS_READ on the head reaches a
+        # BILLING member, until the member is unlinked through the other process.
+        member = await register(first, owner.token, "Rights Across Member")
+        linked = await first.execute(LINK, {"input": {
+            "headAccountId": owner.account.id, "kind": "BILLING",
+            **by_enrollment(member.number, member.enrollment_token)}}, token=owner.token)
+        assert linked["data"]["linkAccount"]["userErrors"] == [], linked
+        seen = await second.execute(balance, {"n": member.number}, token=sub.token)
+        assert seen["data"]["viewer"]["account"]["creditBalance"] is not None, seen
+        group_id = linked["data"]["linkAccount"]["linkGroup"]["id"]
+        unlinked = await first.execute(UNLINK, {"input": {"linkGroupId": group_id, "accountId": member.id}},
+                                       token=owner.token)
+        assert unlinked["data"]["unlinkAccount"]["userErrors"] == [], unlinked
+        gone = await second.execute(balance, {"n": member.number}, token=sub.token)
+        assert gone["data"]["viewer"]["account"] is None, gone
     finally:
         for http in https:
             await http.aclose()
