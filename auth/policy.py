@@ -56,9 +56,9 @@ class AccessMap:
         return self.by_account.get(account_id, NONE) | self.staff_permissions
 
     def has(self, account_id: int, permission: Permission) -> bool:
-        return permission in self.staff_permissions or permission in self.by_account.get(
-            account_id, NONE
-        )
+        # Customers hold no staff permissions: one set lookup, not two (it runs per field).
+        staff = self.staff_permissions
+        return (bool(staff) and permission in staff) or permission in self.by_account.get(account_id, NONE)
 
     def can_see(self, account_id: int) -> bool:
         """An account is visible when the principal holds any permission on it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -79,61 +80,155 @@ def _groups_of(loader: DataLoader) -> DataLoader:
 
 
 class Loaders:
-    """Built once per request by the context getter; never shared between requests."""
+    """One per request (the context getter's); never shared between requests. Each loader is
+    built the first time a resolver asks for it: a small request uses two or three of them."""
 
     def __init__(self, session: AsyncSession) -> None:
-        self.account_by_id = _by_key(session, Account, Account.id)
-        self.user_by_id = _by_key(session, User, User.id)
-        self.contact_by_id = _by_key(session, Contact, Contact.id)
-        self.service_by_id = _by_key(session, Service, Service.id)
-        self.invoice_by_id = _by_key(session, Invoice, Invoice.id)
-        self.ticket_by_id = _by_key(session, Ticket, Ticket.id)
-        self.ledger_entry_by_id = _by_key(session, CreditLedgerEntry, CreditLedgerEntry.id)
-        self.notification_by_id = _by_key(session, Notification, Notification.id)
-        self.audit_event_by_id = _by_key(session, AuditEvent, AuditEvent.id)
-        self.link_group_by_id = _by_key(session, LinkGroup, LinkGroup.id)
-        self.invitation_by_id = _by_key(session, Invitation, Invitation.id)
-        self.low_credit_reminder_by_account_id = _by_key(
-            session, LowCreditReminder, LowCreditReminder.account_id
-        )
-        self.link_places_by_account_id = _many_by_key(session, LinkMember, LinkMember.account_id)
-        self.link_members_by_group_id = _many_by_key(session, LinkMember, LinkMember.group_id)
-        self.services_by_account_id = _many_by_key(session, Service, Service.account_id)
-        self.contacts_by_account_id = _many_by_key(session, Contact, Contact.account_id)
-        self.memberships_by_account_id = _many_by_key(
-            session, Membership, Membership.account_id
-        )
+        self._session = session
+
+    @cached_property
+    def account_by_id(self) -> DataLoader:
+        return _by_key(self._session, Account, Account.id)
+
+    @cached_property
+    def user_by_id(self) -> DataLoader:
+        return _by_key(self._session, User, User.id)
+
+    @cached_property
+    def contact_by_id(self) -> DataLoader:
+        return _by_key(self._session, Contact, Contact.id)
+
+    @cached_property
+    def service_by_id(self) -> DataLoader:
+        return _by_key(self._session, Service, Service.id)
+
+    @cached_property
+    def invoice_by_id(self) -> DataLoader:
+        return _by_key(self._session, Invoice, Invoice.id)
+
+    @cached_property
+    def ticket_by_id(self) -> DataLoader:
+        return _by_key(self._session, Ticket, Ticket.id)
+
+    @cached_property
+    def ledger_entry_by_id(self) -> DataLoader:
+        return _by_key(self._session, CreditLedgerEntry, CreditLedgerEntry.id)
+
+    @cached_property
+    def notification_by_id(self) -> DataLoader:
+        return _by_key(self._session, Notification, Notification.id)
+
+    @cached_property
+    def audit_event_by_id(self) -> DataLoader:
+        return _by_key(self._session, AuditEvent, AuditEvent.id)
+
+    @cached_property
+    def link_group_by_id(self) -> DataLoader:
+        return _by_key(self._session, LinkGroup, LinkGroup.id)
+
+    @cached_property
+    def invitation_by_id(self) -> DataLoader:
+        return _by_key(self._session, Invitation, Invitation.id)
+
+    @cached_property
+    def low_credit_reminder_by_account_id(self) -> DataLoader:
+        return _by_key(self._session, LowCreditReminder, LowCreditReminder.account_id)
+
+    @cached_property
+    def link_places_by_account_id(self) -> DataLoader:
+        return _many_by_key(self._session, LinkMember, LinkMember.account_id)
+
+    @cached_property
+    def link_members_by_group_id(self) -> DataLoader:
+        return _many_by_key(self._session, LinkMember, LinkMember.group_id)
+
+    @cached_property
+    def services_by_account_id(self) -> DataLoader:
+        return _many_by_key(self._session, Service, Service.account_id)
+
+    @cached_property
+    def contacts_by_account_id(self) -> DataLoader:
+        return _many_by_key(self._session, Contact, Contact.account_id)
+
+    @cached_property
+    def memberships_by_account_id(self) -> DataLoader:
+        return _many_by_key(self._session, Membership, Membership.account_id)
+
+    @cached_property
+    def invitations_by_account_id(self) -> DataLoader:
         # Newest first: the pending one a manager looks for is usually the latest.
-        self.invitations_by_account_id = _many_by_key(
-            session, Invitation, Invitation.account_id, order_by=[Invitation.id.desc()]
+        return _many_by_key(
+            self._session, Invitation, Invitation.account_id, order_by=[Invitation.id.desc()]
         )
-        self.invoice_lines_by_invoice_id = _many_by_key(
-            session, InvoiceLine, InvoiceLine.invoice_id
-        )
-        self.payment_method_by_id = _by_key(session, PaymentMethod, PaymentMethod.id)
+
+    @cached_property
+    def invoice_lines_by_invoice_id(self) -> DataLoader:
+        return _many_by_key(self._session, InvoiceLine, InvoiceLine.invoice_id)
+
+    @cached_property
+    def payment_method_by_id(self) -> DataLoader:
+        return _by_key(self._session, PaymentMethod, PaymentMethod.id)
+
+    @cached_property
+    def payment_methods_by_account_id(self) -> DataLoader:
         # Cards still on file only: removed ones stay as rows for the payments made with them.
-        self.payment_methods_by_account_id = _many_by_key(
-            session, PaymentMethod, PaymentMethod.account_id, where=PaymentMethod.removed_at.is_(None)
+        return _many_by_key(
+            self._session, PaymentMethod, PaymentMethod.account_id, where=PaymentMethod.removed_at.is_(None)
         )
-        self.payments_by_invoice_id = _many_by_key(session, Payment, Payment.invoice_id)
-        self.attachments_by_message_id = attachments_by_message_id(session)
-        self.messages_by_ticket_id = _many_by_key(
-            session, TicketMessage, TicketMessage.ticket_id
-        )
+
+    @cached_property
+    def payments_by_invoice_id(self) -> DataLoader:
+        return _many_by_key(self._session, Payment, Payment.invoice_id)
+
+    @cached_property
+    def attachments_by_message_id(self) -> DataLoader:
+        return attachments_by_message_id(self._session)
+
+    @cached_property
+    def messages_by_ticket_id(self) -> DataLoader:
+        return _many_by_key(self._session, TicketMessage, TicketMessage.ticket_id)
+
+    @cached_property
+    def accounts_by_ids(self) -> DataLoader:
         # The same relations asked for a whole page at once (schema/prefetch.py).
-        self.accounts_by_ids = _groups_of(self.account_by_id)
-        self.invoice_lines_by_invoice_ids = _groups_of(self.invoice_lines_by_invoice_id)
-        self.messages_by_ticket_ids = _groups_of(self.messages_by_ticket_id)
-        self.services_by_account_ids = _groups_of(self.services_by_account_id)
-        self.contacts_by_account_ids = _groups_of(self.contacts_by_account_id)
+        return _groups_of(self.account_by_id)
+
+    @cached_property
+    def invoice_lines_by_invoice_ids(self) -> DataLoader:
+        return _groups_of(self.invoice_lines_by_invoice_id)
+
+    @cached_property
+    def messages_by_ticket_ids(self) -> DataLoader:
+        return _groups_of(self.messages_by_ticket_id)
+
+    @cached_property
+    def services_by_account_ids(self) -> DataLoader:
+        return _groups_of(self.services_by_account_id)
+
+    @cached_property
+    def contacts_by_account_ids(self) -> DataLoader:
+        return _groups_of(self.contacts_by_account_id)
+
+    @cached_property
+    def invoice_pages_by_payer_id(self) -> DataLoader:
         # Paginated children: one statement for every parent's page (and one per totalCount).
-        self.invoice_pages_by_payer_id = child_pages_loader(session, INVOICES_BY_PAYER)
-        self.ledger_pages_by_account_id = child_pages_loader(session, LEDGER_BY_ACCOUNT)
-        self.ticket_pages_by_account_id = child_pages_loader(session, TICKETS_BY_ACCOUNT)
-        self.notification_pages_by_account_id = child_pages_loader(
-            session, NOTIFICATIONS_BY_ACCOUNT
-        )
-        self.audit_pages_by_account_id = child_pages_loader(session, AUDIT_BY_ACCOUNT)
+        return child_pages_loader(self._session, INVOICES_BY_PAYER)
+
+    @cached_property
+    def ledger_pages_by_account_id(self) -> DataLoader:
+        return child_pages_loader(self._session, LEDGER_BY_ACCOUNT)
+
+    @cached_property
+    def ticket_pages_by_account_id(self) -> DataLoader:
+        return child_pages_loader(self._session, TICKETS_BY_ACCOUNT)
+
+    @cached_property
+    def notification_pages_by_account_id(self) -> DataLoader:
+        return child_pages_loader(self._session, NOTIFICATIONS_BY_ACCOUNT)
+
+    @cached_property
+    def audit_pages_by_account_id(self) -> DataLoader:
+        return child_pages_loader(self._session, AUDIT_BY_ACCOUNT)
 
     def clear(self) -> None:
         """Drops every cached row. Called when the request ends: graphql-core's executor sits

@@ -56,10 +56,21 @@ class SortKey:
 @dataclass(frozen=True)
 class Page(Generic[Row]):
     rows: list[Row]
-    cursors: list[str]
+    key: SortKey  # the list's order: a row's cursor is written only when someone asks for it
     has_next_page: bool
     has_previous_page: bool
     count: Callable[[], Any]  # awaitable factory: totalCount is computed only when asked for
+
+    def cursor(self, index: int) -> str:
+        return encode_cursor(self.key.values_of(self.rows[index]))
+
+    @property
+    def cursors(self) -> list[str]:
+        return [self.cursor(index) for index in range(len(self.rows))]
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursor(len(self.rows) - 1) if self.rows else None
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ async def paginate(
 
     return Page(
         rows=rows,
-        cursors=[encode_cursor(key.values_of(row)) for row in rows],
+        key=key,
         has_next_page=has_next,
         has_previous_page=after is not None,
         count=count,
@@ -269,7 +280,7 @@ def _page(child_list: ChildList, request: PageRequest, rows: list[Any], counts: 
     rows = rows[: request.size]
     return Page(
         rows=rows,
-        cursors=[encode_cursor(child_list.key.values_of(row)) for row in rows],
+        key=child_list.key,
         has_next_page=has_next,
         has_previous_page=request.after is not None,
         count=lambda: counts.load((request.parent_id, request.filter)),

@@ -28,13 +28,18 @@ Measured in ``bench/RESULTS.md``; pinned by ``tests/test_execution.py``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     FieldNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLID,
+    GraphQLInt,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -116,7 +121,7 @@ class _Step:
             named = self.return_type.of_type if not self.nullable else self.return_type  # type: ignore[attr-defined]
             if isinstance(named, GraphQLLeafType):
                 self.kind = _LEAF
-                self.coerce = named.coerce_output_value
+                self.coerce = _coercer(named)
                 self.passthrough = _PASSTHROUGH.get(named)
             else:
                 self.kind = _VALUE
@@ -131,6 +136,38 @@ class _Step:
             self.info_parameter = resolver.info_parameter.name if resolver.info_parameter else None
         else:
             self.kind = _RESOLVE
+
+
+def _coercer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """``leaf.coerce_output_value``, with a short way for the values a dashboard is full of:
+    members of a Strawberry enum (its coercion compares the value with each of the enum's in
+    turn) and Python ints in the 32-bit range (graphql-core's asks five questions first).
+    Anything else takes the type's own coercion, errors included."""
+    coerce = leaf.coerce_output_value
+    if leaf is GraphQLInt:
+        def coerce_int(value: Any) -> Any:
+            if type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
+                return value
+            return coerce(value)
+        return coerce_int
+    members = getattr(leaf, "wrapped_cls", None)
+    if isinstance(leaf, GraphQLEnumType) and isinstance(members, type) and issubclass(members, Enum):
+        # By identity: members are singletons, and an enum's ``__hash__`` is Python code.
+        names = {id(member): coerce(member) for member in members if _coerces(coerce, member)}
+
+        def coerce_enum(value: Any) -> Any:
+            name = names.get(id(value)) if type(value) is members else None
+            return coerce(value) if name is None else name
+        return coerce_enum
+    return coerce
+
+
+def _coerces(coerce: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        coerce(value)
+    except Exception:  # noqa: BLE001 - such a member takes the slow way, and its error
+        return False
+    return True
 
 
 def _is_plain(definition: StrawberryField | None, field_def: GraphQLField) -> bool:
@@ -295,9 +332,11 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
             if read:
                 result = getattr(source, step.attribute)
             elif step.kind == _CALL:
-                info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
                 arguments: dict[str, Any] = {}
+                # An ``Info`` only for a resolver or guard that reads it (and, later, for a
+                # completion that needs one: ``_info``).
                 if step.info_parameter is not None or step.guard is not None:
+                    info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
                     strawberry_info = self._info_class(_raw_info=info, _field=step.definition)  # type: ignore[misc]
                     if step.guard is not None:
                         step.guard.check(source, strawberry_info)
@@ -305,7 +344,7 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
                         arguments[step.info_parameter] = strawberry_info
                 result = step.call(source, **arguments) if step.passes_self else step.call(**arguments)
                 if self.is_awaitable(result):
-                    return self._complete_awaitable(step, info, path, result)
+                    return self._complete_awaitable(step, info or self._info(step, path), path, result)
             else:
                 info = self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
                 first = step.details[0]
@@ -373,9 +412,13 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
 
         elif isinstance(named, GraphQLLeafType):
             complete_leaf = self.complete_leaf_value
+            coerce_leaf = _coercer(named)
 
             def complete_named(value: Any, path: Path, info: GraphQLResolveInfo | None) -> Any:
-                return complete_leaf(named, value)
+                coerced = coerce_leaf(value)
+                if coerced is None or coerced is Undefined:
+                    return complete_leaf(named, value)  # raises graphql-core's error
+                return coerced
 
         elif isinstance(named, GraphQLList):
             item_type = named.of_type
@@ -414,7 +457,8 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         """``complete_object_value``, running the field's cached plan for ``object_type``."""
         is_type_of = object_type.is_type_of
         if is_type_of is not None:
-            info = info or self._info(step, path)
+            if info is None and not _ignores_info(is_type_of):
+                info = self._info(step, path)
             matches = is_type_of(value, info)
             if self.is_awaitable(matches):  # rare: let graphql-core await it
                 return self.complete_object_value(object_type, step.details, info, path, value, None)
@@ -480,6 +524,16 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
     def _info(self, step: _Step, path: Path) -> GraphQLResolveInfo:
         """The ``Info`` graphql-core would have built, made only where something reads it."""
         return self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
+
+
+def _ignores_info(is_type_of: Callable[..., Any]) -> bool:
+    """Strawberry's own ``is_type_of`` (for types with interfaces) never reads its ``Info``:
+    a dashboard's 1,300 nodes then need none built."""
+    return getattr(is_type_of, "__qualname__", "") == _STRAWBERRY_IS_TYPE_OF and \
+        getattr(is_type_of, "__module__", "") == "strawberry.schema.schema_converter"
+
+
+_STRAWBERRY_IS_TYPE_OF = "GraphQLCoreConverter.from_object.<locals>._get_is_type_of.<locals>.is_type_of"
 
 
 def _probe(source: Any, info: Any, **arguments: Any) -> Any:

@@ -680,7 +680,8 @@ async def test_connections_leave_out_denied_rows_silently(engine: AsyncEngine, w
     info = SimpleNamespace(context=SimpleNamespace(enforce_permissions=True, access=access))
 
     async def as_connection(*_: Any, **__: Any) -> Connection[CreditLedgerEntry]:
-        return Connection(edges=[Edge(cursor=str(row.pk), node=row) for row in rows],
+        page = SimpleNamespace(cursor=lambda index: str(rows[index].pk))  # what an Edge reads
+        return Connection(edges=[Edge(node=row, _page=page, _index=index) for index, row in enumerate(rows)],
                           page_info=PageInfo(has_next_page=False, has_previous_page=False,
                                              start_cursor=None, end_cursor=None),
                           _count=lambda: len(rows))
