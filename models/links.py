@@ -52,7 +52,9 @@ class LinkMember(IdMixin, Base):
 
     group_id: Mapped[int] = mapped_column(BigId, index=True)
     kind: Mapped[LinkKind] = mapped_column(enum_column(LinkKind))
-    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
+    # Indexed on its own: every per-account lookup of an account's places (the dashboard's
+    # link groups, unlinking) would otherwise scan the table; (kind, account_id) cannot serve it.
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"), index=True)
     is_head: Mapped[bool] = mapped_column(default=False)
     friendly_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
