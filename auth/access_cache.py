@@ -15,11 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.policy import ANONYMOUS_ACCESS, AccessMap, load_access
 from auth.principals import Principal
+from models.rights import RightsVersion
 from models.users import StaffRole
+
+
+_VERSION = select(RightsVersion.version).where(RightsVersion.id == 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +59,13 @@ class AccessCache:
             self.hits += 1
             return entry.access
         self.misses += 1
-        # Read-only from here on: requests share it.
         access = await load_access(session, principal)
-        access = replace(access, by_account=MappingProxyType(dict(access.by_account)))
-        self._store(principal.user_id, _Entry(version, principal.staff_role, access))
+        # Kept only if nothing moved the version while it was read: otherwise this map may
+        # hold a change newer than ``version`` (a concurrent request of the same user could
+        # then reuse it after that change was undone). Read-only from here on: shared.
+        if await session.scalar(_VERSION) == version:
+            access = replace(access, by_account=MappingProxyType(dict(access.by_account)))
+            self._store(principal.user_id, _Entry(version, principal.staff_role, access))
         return access
 
     def _store(self, user_id: int, entry: _Entry) -> None:

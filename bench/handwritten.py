@@ -204,7 +204,7 @@ class _CompactJSON(JSONResponse):
 def create_handwritten_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
     """``POST /dashboard?first=N`` with a bearer token; settings from ``LINKGATE_*`` as the gateway."""
     settings = settings or get_settings()
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, **settings.pool_options())
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
     rights = AccessCache(settings.access_cache_size)
 

@@ -105,7 +105,7 @@ def create_floor_app(settings: Settings | None = None, engine: AsyncEngine | Non
     with the rights version; direct and linked rights when that moved; the account) and its
     JSON."""
     settings = settings or get_settings()
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, **settings.pool_options())
     app = create_handwritten_app(settings, engine)
     sessions = async_sessionmaker(engine, class_=RequestSession, expire_on_commit=False)
     rights = AccessCache(settings.access_cache_size)

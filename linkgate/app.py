@@ -56,6 +56,7 @@ from linkgate.serving import tune_garbage_collection
 from linkgate.settings import Settings, get_settings
 from linkgate.tracing import Tracing
 from models.database import create_engine
+from models.rights import missing_triggers
 from resolvers.database import RequestSession
 from resolvers.payment_gateway import NoGateway, PaymentGateway
 from schema import LinkgateSchema, build_schema
@@ -287,6 +288,24 @@ class GraphQLEndpoint(LiveSockets, GraphQL):
 
     def encode_json(self, data: object) -> bytes:
         return encode_json(data)
+
+
+async def check_rights_triggers(engine: AsyncEngine, cache: AccessCache) -> None:
+    """Rights are cached only while the database moves the rights version on every change
+    (models/rights.py). A database without its triggers (a restore without them, a table
+    rebuilt by a later migration) or one that cannot be asked turns the cache off, loudly."""
+    if not cache.max_users:
+        return
+    try:
+        async with engine.connect() as connection:
+            missing = await connection.run_sync(missing_triggers)
+    except Exception as error:  # noqa: BLE001 - one line; the server still serves, uncached
+        missing = [f"(could not check: {type(error).__name__}: {error})"]
+    if missing:
+        cache.max_users = 0
+        logger.warning("rights are read on every request: the database lacks what keeps the rights "
+                       "version moving: %s (run `linkgate db upgrade`, or restore with triggers)",
+                       ", ".join(missing))
 
 
 _TOO_LARGE = b"<over the limit>"
@@ -524,6 +543,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         delivery = start_delivery_loop(settings, engine)  # None unless configured
         tune_garbage_collection(settings.gc_young_threshold)
+        await check_rights_triggers(engine, graphql.access_cache)
         await live.start()
         yield
         await live.stop()

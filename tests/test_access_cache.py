@@ -10,6 +10,7 @@ triggers never make two rights-changing transactions deadlock.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -279,4 +280,137 @@ async def test_rights_changes_never_deadlock_on_the_counter(engine: AsyncEngine,
         ), timeout=30)
     except DBAPIError as error:  # pragma: no cover - the failure this test exists for
         pytest.fail(f"a rights change failed: {error}")
-    assert await rights_version(engine) == before + 2
+    assert await rights_version(engine) > before
+    async with create_session_factory(engine)() as session:
+        changed = (await session.scalars(select(Membership.permissions).where(
+            Membership.user_id.in_([pk(sub.user_id) for sub in subs])))).all()
+    assert [sorted(permissions) for permissions in changed] == [["SERVICES_READ", "TICKETS_READ"]] * 2
+
+
+# --------------------------------------------------------------------------- the counter itself
+# (findings of the attacker review: each write below once left a cached right honoured, or
+# made a bulk change take minutes to commit)
+
+
+async def _in_rolled_back_transaction(engine: AsyncEngine, steps: list[str]) -> list[int]:
+    """Runs ``steps`` in one transaction that is rolled back at the end (so the shared
+    database keeps its rows); the version after each step. On PostgreSQL the deferred row
+    triggers fire where a step says ``SET CONSTRAINTS ALL IMMEDIATE``."""
+    versions: list[int] = []
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            for step in steps:
+                await connection.exec_driver_sql(step)
+                versions.append(int((await connection.exec_driver_sql(
+                    "SELECT version FROM rights_version WHERE id = 1")).scalar_one()))
+        finally:
+            await transaction.rollback()
+    return versions
+
+
+async def _sub_account_membership(engine: AsyncEngine, world: World) -> int:
+    async with create_session_factory(engine)() as session:
+        return int(await session.scalar(select(Membership.id).where(Membership.user_id == world.sub_id)))
+
+
+async def test_a_transaction_moves_the_version_once_however_many_rows_it_writes(
+    engine: AsyncEngine, world: World
+) -> None:
+    """Every row used to update the counter again: 50,000 memberships took 14 s to commit,
+    blocking every other rights change meanwhile."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's triggers are per row, and its writes linear")
+    far = 2**62  # above the clock, so each bump shows as +1
+    membership = await _sub_account_membership(engine, world)
+    versions = await _in_rolled_back_transaction(engine, [
+        f"UPDATE rights_version SET version = {far}",
+        *(f"UPDATE memberships SET permissions = '[\"TICKETS_READ\"]' WHERE id = {membership}"
+          for _ in range(5)),
+        f"DELETE FROM memberships WHERE id = {membership}",
+        "SET CONSTRAINTS ALL IMMEDIATE",
+    ])
+    assert versions[0] == far and versions[-1] == far + 1, versions
+
+
+@pytest.mark.parametrize("write", ["truncate", "replica"])
+async def test_writes_that_skip_row_triggers_still_move_the_version(
+    engine: AsyncEngine, world: World, write: str
+) -> None:
+    """TRUNCATE fires no row trigger; ``session_replication_role = replica`` (logical
+    replication, some restores) skips triggers that are not ENABLE ALWAYS."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's TRUNCATE and replication roles")
+    membership = await _sub_account_membership(engine, world)
+    steps = ["SELECT 1"]
+    if write == "truncate":
+        steps.append("TRUNCATE memberships")
+    else:
+        steps += ["SET LOCAL session_replication_role = replica",
+                  f"DELETE FROM memberships WHERE id = {membership}", "SET CONSTRAINTS ALL IMMEDIATE"]
+    versions = await _in_rolled_back_transaction(engine, steps)
+    assert versions[-1] > versions[0], versions
+
+
+async def test_the_version_never_comes_back_to_a_value_it_had(engine: AsyncEngine, world: World) -> None:
+    """A restored backup or a re-created counter row must not bring an old value back: an
+    entry cached under it would match again (the review reset it to 0 by a migration round
+    trip, then one change made it 1 — a value a process had cached rights under)."""
+    membership = await _sub_account_membership(engine, world)
+    immediate = ["SET CONSTRAINTS ALL IMMEDIATE"] if engine.dialect.name == "postgresql" else []
+    versions = await _in_rolled_back_transaction(engine, [
+        "UPDATE rights_version SET version = 0",
+        f"DELETE FROM memberships WHERE id = {membership}", *immediate,
+    ])
+    clock_micros = int(time.time() * 1_000_000)
+    assert versions[0] == 0
+    assert abs(versions[-1] - clock_micros) < 60_000_000, versions  # the clock, not 1
+
+
+async def test_rights_read_while_the_version_moved_are_not_kept(engine: AsyncEngine, world: World) -> None:
+    """A request that read version V computes its rights a moment later; a change committed
+    in between is in what it computed, so that map must not be kept under V (another request
+    of the same user could reuse it after the change was undone)."""
+    cache = AccessCache()
+    current = await rights_version(engine)
+    stale = Principal(user_id=world.sub_id, rights_version=current - 1)
+    async with create_session_factory(engine)() as session:
+        assert await cache.load(session, stale) == await load_access(session, stale)
+        assert len(cache) == 0
+        fresh = Principal(user_id=world.sub_id, rights_version=current)
+        await cache.load(session, fresh)
+        assert len(cache) == 1
+
+
+async def test_a_database_without_its_triggers_turns_the_cache_off(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server checks at start that the triggers are there and enabled; a restore without
+    them, or a later migration that rebuilt a table (SQLite's batch mode drops its triggers),
+    must cost speed, never freshness."""
+    from linkgate.app import create_app
+    from linkgate.migrations import upgrade_database
+    from linkgate.settings import Settings
+    from models.database import create_engine
+    from models.rights import trigger_names
+    from tests.conftest import TEST_SECRET
+
+    await asyncio.to_thread(upgrade_database, empty_database)
+    engine = create_engine(empty_database)
+    try:
+        settings = Settings(database_url=empty_database, secret_key=TEST_SECRET)
+        whole = create_app(settings, engine=engine)
+        async with whole.router.lifespan_context(whole):
+            assert whole.state.access_cache.max_users > 0
+        dialect = engine.dialect.name
+        name, table = next(iter(trigger_names(dialect).items()))
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                f"DROP TRIGGER {name} ON {table}" if dialect == "postgresql" else f"DROP TRIGGER {name}")
+        broken = create_app(settings, engine=engine)
+        with caplog.at_level("WARNING"):
+            async with broken.router.lifespan_context(broken):
+                assert broken.state.access_cache.max_users == 0
+        assert any(name in record.getMessage() for record in caplog.records), caplog.text
+    finally:
+        await engine.dispose()

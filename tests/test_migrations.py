@@ -78,8 +78,19 @@ def _schema(connection: Connection) -> dict[str, Any]:
             "checks": sorted(
                 (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)
             ),
+            # Reflection leaves triggers out; the rights version lives by them (models/rights.py).
+            "triggers": sorted(_triggers(connection, table)),
         }
     return schema
+
+
+def _triggers(connection: Connection, table: str) -> list[tuple[str, str]]:
+    if connection.dialect.name == "postgresql":
+        return [(name, enabled) for name, enabled in connection.execute(text(
+            "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = to_regclass(:table)"
+        ), {"table": table})]
+    return [(name, sql) for name, sql in connection.execute(text(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"), {"table": table})]
 
 
 def _create_all(connection: Connection) -> None:
