@@ -14,16 +14,17 @@ from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.accounts import Account
 from models.links import LinkMember
+from resolvers.id_sets import among, dialect_of
 from resolvers.pagination import Page, PageBounds, SortKey, paginate
 
 ACCOUNT_ORDER = SortKey((Account.name, Account.id))
 MAX_SEARCH_LENGTH = 100
 
 
-def _visible(statement: Any, access: AccessMap) -> Any:
+def _visible(statement: Any, access: AccessMap, dialect: str) -> Any:
     if access.sees_every_account:
         return statement
-    return statement.where(Account.id.in_(sorted(access.visible_account_ids)))
+    return statement.where(among(Account.id, access.visible_account_ids, dialect))
 
 
 async def list_accounts(
@@ -43,7 +44,7 @@ async def list_accounts(
     the account's own page does not. A head's friendly name is shown nowhere, so it is not
     matched either.
     """
-    statement = _visible(select(Account), access)
+    statement = _visible(select(Account), access, dialect_of(session))
     if search and search.strip():
         pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH_LENGTH].lower()) + "%"
         named = select(LinkMember.account_id).where(

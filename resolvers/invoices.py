@@ -3,19 +3,18 @@ read (``list_invoices``), newest first, with the same filter."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, any_, false, func, literal, select
+from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import Permission
 from auth.policy import AccessMap
 from models.billing import Invoice, InvoiceStatus
+from resolvers.id_sets import among, dialect_of
 from resolvers.pagination import ChildList, Page, PageBounds, SortKey, paginate
 
 MAX_INVOICE_NUMBER = Invoice.number.type.length  # type: ignore[attr-defined]
@@ -85,22 +84,8 @@ async def list_invoices(
     statement = select(Invoice)
     if allowed is not None:
         statement = statement.where(
-            _among(Invoice.payer_account_id, allowed, session.get_bind().dialect.name)
+            among(Invoice.payer_account_id, allowed, dialect_of(session))
         )
     if filter is not None:
         statement = filter_invoices(statement, filter)
     return await paginate(session, statement, NEWEST_FIRST, first=first, after=after, bounds=bounds)
-
-
-def _among(column: Any, ids: Collection[int], dialect: str) -> Any:
-    """``column IN ids`` with all the ids in ONE bound value. An ``IN`` list binds a parameter
-    per id: the SQL text changes with their number (no prepared statement is reused), and
-    past 32,766 ids SQLite and asyncpg refuse the statement. A viewer in a large BILLING group
-    can read that many accounts' invoices; this keeps the statement one, and the same."""
-    values = sorted(ids)
-    if not values:
-        return false()
-    if dialect == "postgresql":
-        return column == any_(literal(values, ARRAY(BigInteger)))
-    # SQLite: the ids as a JSON array, read back as rows by ``json_each``.
-    return column.in_(select(func.json_each(json.dumps(values)).table_valued("value").c.value))

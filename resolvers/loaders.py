@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from resolvers.audit import AUDIT_BY_ACCOUNT
 from resolvers.credits import LEDGER_BY_ACCOUNT
+from resolvers.id_sets import among, dialect_of
 from resolvers.invoices import INVOICES_BY_PAYER
 from resolvers.notifications import NOTIFICATIONS_BY_ACCOUNT
 from resolvers.pagination import child_pages_loader
@@ -36,8 +37,10 @@ def _by_key(
 ) -> DataLoader:
     """One row (or None) per key."""
 
+    dialect = dialect_of(session)
+
     async def load(keys: Sequence[Any]) -> list[Any]:
-        rows = (await session.execute(select(model.__table__).where(column.in_(keys)))).all()
+        rows = (await session.execute(select(model.__table__).where(among(column, keys, dialect)))).all()
         found = {getattr(row, column.key): row for row in rows}
         return [found.get(key) for key in keys]
 
@@ -53,9 +56,10 @@ def _many_by_key(
 ) -> DataLoader:
     """A list of rows per key (those matching ``where``, if given), in ``order_by`` order."""
     ordering = list(order_by) or [model.id]
+    dialect = dialect_of(session)
 
     async def load(keys: Sequence[Any]) -> list[list[Any]]:
-        statement = select(model.__table__).where(column.in_(keys)).order_by(*ordering)
+        statement = select(model.__table__).where(among(column, keys, dialect)).order_by(*ordering)
         if where is not None:
             statement = statement.where(where)
         grouped: dict[Any, list[Any]] = defaultdict(list)

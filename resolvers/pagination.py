@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import BigInteger, Select, and_, column, func, or_, select, true, values
+from sqlalchemy import BigInteger, Select, and_, bindparam, column, func, or_, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from auth.errors import BadInput
+from resolvers.id_sets import among, dialect_of
 from resolvers.validation import parse_instant, untypable_character
 
 Row = TypeVar("Row")
@@ -176,8 +178,8 @@ class ChildList:
     key: SortKey
     narrow: Callable[[Select[Any], Any], Select[Any]] | None = None
 
-    def statement(self, parent_ids: Sequence[int], filter: Any) -> Select[Any]:
-        statement = select(self.model.__table__).where(self.parent.in_(parent_ids))
+    def statement(self, parent_ids: Sequence[int], filter: Any, dialect: str) -> Select[Any]:
+        statement = select(self.model.__table__).where(among(self.parent, parent_ids, dialect))
         if filter is not None and self.narrow is not None:
             statement = self.narrow(statement, filter)
         return statement
@@ -247,10 +249,12 @@ def _lateral_pages(
     filter: Any,
 ) -> Select[Any]:
     """PostgreSQL: for each parent, an index scan that stops after ``size + 1`` rows, so the
-    cost follows the page even when a parent has millions of rows."""
-    parents = values(column("parent_id", BigInteger), name="parents").data(
-        [(parent_id,) for parent_id in parent_ids]
-    )
+    cost follows the page even when a parent has millions of rows. The parents come as one
+    array (``unnest``): the statement's text is then the same for any number of parents, so
+    SQLAlchemy compiles it once and PostgreSQL prepares it once (a ``VALUES`` list was
+    compiled again on every request)."""
+    parents = func.unnest(bindparam("parent_ids", parent_ids, type_=ARRAY(BigInteger))) \
+        .table_valued(column("parent_id", BigInteger)).render_derived(name="parents")
     per_parent = select(child_list.model.__table__).where(child_list.parent == parents.c.parent_id)
     if filter is not None and child_list.narrow is not None:
         per_parent = child_list.narrow(per_parent, filter)
@@ -265,7 +269,7 @@ def _windowed_pages(
     filter: Any,
 ) -> Select[Any]:
     """SQLite (no LATERAL): ``row_number()`` over each parent's rows, first ``size + 1`` kept."""
-    statement = child_list.statement(parent_ids, filter)
+    statement = child_list.statement(parent_ids, filter, "sqlite")
     if after is not None:
         statement = statement.where(child_list.key.after(after))
     position = func.row_number().over(
@@ -296,7 +300,7 @@ def child_counts_loader(session: AsyncSession, child_list: ChildList) -> DataLoa
             by_filter[filter].append(parent_id)
         totals: dict[tuple[int, Any], int] = {}
         for filter, parent_ids in by_filter.items():
-            counted = child_list.statement(parent_ids, filter).subquery()
+            counted = child_list.statement(parent_ids, filter, dialect_of(session)).subquery()
             parent = counted.c[child_list.parent.key]
             rows = await session.execute(select(parent, func.count()).group_by(parent))
             for parent_id, total in rows.all():

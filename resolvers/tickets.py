@@ -11,6 +11,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.tickets import Ticket, TicketAttachment, TicketStatus
+from resolvers.id_sets import among, dialect_of
 from resolvers.pagination import ChildList, SortKey
 
 NEWEST_FIRST = SortKey((Ticket.id,), descending=True)
@@ -28,11 +29,12 @@ def attachments_by_message_id(session: AsyncSession) -> DataLoader:
     """The files that came with each message, in the order they came: name, type and size,
     never the bytes (a page of messages must not read every file)."""
     table = TicketAttachment.__table__.c
+    dialect = dialect_of(session)
 
     async def load(keys: Sequence[int]) -> list[list[Any]]:
         statement = (
             select(table.id, table.ticket_message_id, table.filename, table.content_type, table.size)
-            .where(table.ticket_message_id.in_(keys)).order_by(table.id)
+            .where(among(table.ticket_message_id, keys, dialect)).order_by(table.id)
         )
         grouped: dict[int, list[Any]] = defaultdict(list)
         for row in (await session.execute(statement)).all():

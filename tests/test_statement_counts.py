@@ -33,8 +33,10 @@ query($number: String!) {
 }
 """
 
-# authenticate, direct rights, link groups, the account by number, the invoice page, the lines.
-MAX_STATEMENTS = 6
+# authenticate, the account by number, the invoice page, the lines; and, on a user's first
+# request after a rights change, direct rights, link groups and the rights version again
+# (auth/access_cache.py).
+MAX_STATEMENTS = 7
 
 
 @dataclass(frozen=True)
