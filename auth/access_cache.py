@@ -15,16 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.policy import ANONYMOUS_ACCESS, AccessMap, load_access
 from auth.principals import Principal
-from models.rights import RightsVersion
+from models.rights import CURRENT_VERSION
 from models.users import StaffRole
-
-
-_VERSION = select(RightsVersion.version).where(RightsVersion.id == 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ class AccessCache:
         # Kept only if nothing moved the version while it was read: otherwise this map may
         # hold a change newer than ``version`` (a concurrent request of the same user could
         # then reuse it after that change was undone). Read-only from here on: shared.
-        if await session.scalar(_VERSION) == version:
+        if await session.scalar(CURRENT_VERSION) == version:
             access = replace(access, by_account=MappingProxyType(dict(access.by_account)))
             self._store(principal.user_id, _Entry(version, principal.staff_role, access))
         return access

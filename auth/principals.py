@@ -12,7 +12,7 @@ from auth.errors import Unauthenticated
 from auth.tokens import TokenSettings
 from models.base import utcnow
 from models.identity import UserSession
-from models.rights import RightsVersion
+from models.rights import CURRENT_VERSION
 from models.users import StaffRole, User
 
 
@@ -53,7 +53,7 @@ async def authenticate(session: AsyncSession, token: str, tokens: TokenSettings)
 # Built once: every signed-in request runs one of them (see auth/policy.py).
 _USER = select(
     User.token_version, User.staff_role,
-    select(RightsVersion.version).where(RightsVersion.id == 1).scalar_subquery().label("rights_version"),
+    CURRENT_VERSION.scalar_subquery().label("rights_version"),
 ).where(User.id == bindparam("user_id"))
 _USER_AND_SESSION = _USER.add_columns(UserSession.revoked_at, UserSession.expires_at).outerjoin(
     UserSession, and_(UserSession.id == bindparam("session_id"), UserSession.user_id == User.id)

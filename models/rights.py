@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import DDL, BigInteger, CheckConstraint, event, insert, text
+from sqlalchemy import DDL, BigInteger, CheckConstraint, event, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -63,6 +63,11 @@ class RightsVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# The counter's current value: read with the caller (auth/principals.py) and again after a
+# user's rights were computed (auth/access_cache.py).
+CURRENT_VERSION = select(RightsVersion.version).where(RightsVersion.id == 1)
 
 
 def trigger_names(dialect: str) -> dict[str, str]:
