@@ -27,6 +27,7 @@ Measured in ``bench/RESULTS.md``; pinned by ``tests/test_execution.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
@@ -526,9 +527,10 @@ class LinkgateExecutor(StrawberryGraphQLCoreExecutionContext):
         return self.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)  # type: ignore[arg-type]
 
 
+@functools.cache
 def _ignores_info(is_type_of: Callable[..., Any]) -> bool:
     """Strawberry's own ``is_type_of`` (for types with interfaces) never reads its ``Info``:
-    a dashboard's 1,300 nodes then need none built."""
+    a dashboard's 1,300 nodes then need none built. (Asked once per type's function.)"""
     return getattr(is_type_of, "__qualname__", "") == _STRAWBERRY_IS_TYPE_OF and \
         getattr(is_type_of, "__module__", "") == "strawberry.schema.schema_converter"
 
