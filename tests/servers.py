@@ -9,14 +9,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests import log_secrets
+from tests.conftest import GraphQLClient
 
 LINKGATE = [sys.executable, "-m", "linkgate"]
 UVICORN = [sys.executable, "-m", "uvicorn", "linkgate.asgi:app", "--log-level", "warning"]
@@ -92,3 +94,15 @@ def _read(log: IO[str]) -> str:
     log.flush()
     log.seek(0)
     return log.read()
+
+
+@contextlib.asynccontextmanager
+async def clients_of(bases: list[str], engine: AsyncEngine,
+                     timeout: float = 120) -> AsyncIterator[list[GraphQLClient]]:
+    """A GraphQL client for each running server (``running_server``'s ``base``), closed after."""
+    https = [httpx.AsyncClient(base_url=base, timeout=timeout) for base in bases]
+    try:
+        yield [GraphQLClient(http, engine) for http in https]
+    finally:
+        for http in https:
+            await http.aclose()

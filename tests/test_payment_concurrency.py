@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ from models.payments import Payment, PaymentStatus
 from resolvers.payments import processor_key
 from tests.conftest import TEST_SECRET, GraphQLClient
 from tests.customers import count_rows
-from tests.servers import UVICORN, clean_environment, running_server
+from tests.servers import UVICORN, clean_environment, clients_of, running_server
 from tests.stripe_stub import StripeStub, running_stub
 from tests.test_credit_concurrency import ON_POSTGRESQL
 from tests.test_stripe_gateway import (
@@ -75,16 +75,6 @@ def stripe_servers(database_url: str, stub: StripeStub) -> Iterator[list[str]]:
 def test_gateway_servers(database_url: str) -> Iterator[list[str]]:
     with two_servers(database_url, LINKGATE_PAYMENT_GATEWAY="test") as bases:
         yield bases
-
-
-@contextlib.asynccontextmanager
-async def clients_of(bases: list[str], engine: AsyncEngine) -> AsyncIterator[list[GraphQLClient]]:
-    https = [httpx.AsyncClient(base_url=base, timeout=120) for base in bases]
-    try:
-        yield [GraphQLClient(http, engine) for http in https]
-    finally:
-        for http in https:
-            await http.aclose()
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import jwt
 import pytest
 from sqlalchemy.engine import make_url
@@ -33,7 +32,7 @@ from tests import billing_world
 from tests.conftest import TEST_SECRET, GraphQLClient
 from tests.customers import Customer, new_customer, new_sub_account, pk
 from tests.live_client import Live, eventually, gauge
-from tests.servers import UVICORN, clean_environment, running_server
+from tests.servers import UVICORN, clean_environment, clients_of, running_server
 from tests.test_credit_concurrency import ON_POSTGRESQL
 
 RECHECK_SECONDS = 1
@@ -89,12 +88,8 @@ def replicas(database_url: str) -> Iterator[list[str]]:
 
 @pytest.fixture
 async def clients(replicas: list[str], engine: AsyncEngine) -> AsyncIterator[list[GraphQLClient]]:
-    https = [httpx.AsyncClient(base_url=base, timeout=60) for base in replicas]
-    try:
-        yield [GraphQLClient(http, engine) for http in https]
-    finally:
-        for http in https:
-            await http.aclose()
+    async with clients_of(replicas, engine, timeout=60) as graphql_clients:
+        yield graphql_clients
 
 
 @pytest.fixture
